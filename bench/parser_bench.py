@@ -1,0 +1,186 @@
+"""Parser benchmark: ring-buffer records -> FlowEvent -> GetFlowsResponse dict -> JSON bytes.
+
+Prints events/s and us/event for
+  decode         FlowDecoder.decode (one struct unpack, cached address/MAC strings)
+  decode+build   + FlowBuilder.build (StaticResolver lookups, UUID, timestamp)
+  +orjson        + orjson.dumps of the response (what the store keeps)
+
+Usage: python3 bench/parser_bench.py [--events N] [--repeat R]
+The record mix: TCP traces in both directions between 16 endpoints (v4 and v6), UDP, ICMP
+echo, policy drops and policy verdicts, roughly in the proportions an aggregated datapath emits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import time
+
+import orjson
+
+from observer.bpf import structs
+from observer.enrich import EndpointInfo, ResolverSnapshot, StaticResolver
+from observer.parser import FlowBuilder, FlowDecoder
+
+
+def _record(**f: int | bytes) -> bytes:
+    v = {
+        "type": structs.EVENT_TRACE, "sub_type": 5, "len": structs.FLOW_EVENT_SIZE, "cpu": 0,
+        "ts": 1, "ifindex": 40, "ep_id": 1, "pkt_len": 74, "drop": 0, "obs": 5, "ipv": 4,
+        "l4": 6, "flags": 0x02, "ct": 1, "reply": 0, "it": 0, "ic": 0, "sport": 40000,
+        "dport": 80, "saddr": bytes(16), "daddr": bytes(16), "esrc": b"\x02\0\0\0\0\1",
+        "edst": b"\xee" * 6, "sid": 0, "did": 0, "pmt": 0, "pdir": 0, "aud": 0, "rr": 2,
+        "rule": 0, "aggp": 1, "aggb": 74,
+    }  # fmt: skip
+    v.update(f)
+    return structs.FLOW_EVENT.pack(
+        v["type"], v["sub_type"], v["len"], v["cpu"], v["ts"], v["ifindex"], v["ep_id"],
+        v["pkt_len"], v["drop"], v["obs"], v["ipv"], v["l4"], v["flags"], v["ct"], v["reply"],
+        v["it"], v["ic"], v["sport"], v["dport"], v["saddr"], v["daddr"], v["esrc"], v["edst"],
+        v["sid"], v["did"], v["pmt"], v["pdir"], v["aud"], v["rr"], v["rule"], v["aggp"], 0,
+        v["aggb"],
+    )  # fmt: skip
+
+
+def _workload(n: int) -> tuple[list[bytes], StaticResolver]:
+    eps = []
+    for i in range(16):
+        v4 = f"10.213.0.{i + 2}"
+        v6 = f"fd00:10:213::{i + 2:x}"
+        info = EndpointInfo(
+            id=100 + i,
+            identity=20000 + i,
+            namespace="default",
+            pod_name=f"pod-{i}",
+            labels=(f"k8s:app=app{i % 4}", "k8s:io.kubernetes.pod.namespace=default"),
+            cluster_name="default",
+        )
+        eps.append(([v4, v6], info))
+    policy = {
+        "name": "rule1",
+        "namespace": "default",
+        "labels": ["k8s:io.cilium.k8s.policy.name=rule1"],
+        "revision": "3",
+        "kind": "CiliumNetworkPolicy",
+    }
+    resolver = StaticResolver(
+        ResolverSnapshot.from_endpoints(
+            eps,
+            host_ips=["10.213.0.1"],
+            interfaces={40 + i: f"lxc{i:08x}" for i in range(16)},
+            policies={7: [policy]},
+        )
+    )
+    recs: list[bytes] = []
+    for k in range(n):
+        a, b = k % 16, (k * 7 + 3) % 16
+        kind = k % 10
+        if kind < 6:  # TCP both directions, v4/v6
+            is_v6 = kind >= 4
+            ipv = 6 if is_v6 else 4
+            sa = ipaddress.ip_address(f"fd00:10:213::{a + 2:x}" if is_v6 else f"10.213.0.{a + 2}")
+            da = ipaddress.ip_address(f"fd00:10:213::{b + 2:x}" if is_v6 else f"10.213.0.{b + 2}")
+            recs.append(
+                _record(
+                    ipv=ipv,
+                    saddr=sa.packed.ljust(16, b"\0"),
+                    daddr=da.packed.ljust(16, b"\0"),
+                    flags=(0x02, 0x12, 0x10, 0x18, 0x11, 0x04)[kind],
+                    reply=kind % 2,
+                    obs=(5, 0)[k % 2],
+                    sub_type=(5, 0)[k % 2],
+                    ifindex=40 + a,
+                    ts=k * 1000,
+                )
+            )
+        elif kind == 6:  # UDP to world
+            recs.append(
+                _record(
+                    l4=17,
+                    flags=0,
+                    saddr=bytes([10, 213, 0, a + 2]).ljust(16, b"\0"),
+                    daddr=bytes([192, 0, 2, 10]).ljust(16, b"\0"),
+                    dport=53,
+                )
+            )
+        elif kind == 7:  # ICMP echo
+            recs.append(
+                _record(
+                    l4=1,
+                    flags=0,
+                    it=8,
+                    sport=7,
+                    dport=0,
+                    saddr=bytes([10, 213, 0, a + 2]).ljust(16, b"\0"),
+                    daddr=bytes([10, 213, 0, b + 2]).ljust(16, b"\0"),
+                )
+            )
+        elif kind == 8:  # policy drop
+            recs.append(
+                _record(
+                    type=structs.EVENT_DROP,
+                    sub_type=133,
+                    drop=133,
+                    pdir=1,
+                    rule=7,
+                    saddr=bytes([10, 213, 0, a + 2]).ljust(16, b"\0"),
+                    daddr=bytes([10, 213, 0, b + 2]).ljust(16, b"\0"),
+                )
+            )
+        else:  # policy verdict allowed
+            recs.append(
+                _record(
+                    type=structs.EVENT_POLICY_VERDICT,
+                    sub_type=0,
+                    pdir=1,
+                    pmt=2,
+                    rule=7,
+                    saddr=bytes([10, 213, 0, a + 2]).ljust(16, b"\0"),
+                    daddr=bytes([10, 213, 0, b + 2]).ljust(16, b"\0"),
+                )
+            )
+    return recs, resolver
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    recs, resolver = _workload(args.events)
+    base_ns = 1_790_000_000_000_000_000
+
+    def run_decode() -> None:
+        decode = FlowDecoder().decode
+        for r in recs:
+            decode(r)
+
+    def run_build() -> None:
+        decode = FlowDecoder().decode
+        build = FlowBuilder("default/node-a", resolver, "0.1.0").build
+        for r in recs:
+            ev = decode(r)
+            build(ev, base_ns + ev.ts_ns)
+
+    def run_json() -> None:
+        decode = FlowDecoder().decode
+        build = FlowBuilder("default/node-a", resolver, "0.1.0").build
+        dumps = orjson.dumps
+        for r in recs:
+            ev = decode(r)
+            dumps(build(ev, base_ns + ev.ts_ns))
+
+    print(f"{len(recs)} records, best of {args.repeat} runs")
+    for name, fn in (("decode", run_decode), ("decode+build", run_build), ("+orjson", run_json)):
+        best = float("inf")
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+        print(
+            f"{name:14s} {len(recs) / best:12,.0f} events/s   {best / len(recs) * 1e6:6.2f} us/event"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""The `hubblectl` command: a click group with one module per command.
+
+Errors: every error raised on purpose (HubblectlError, ObserverError) prints as one line on
+stderr and exits non-zero; a traceback only with --debug (or HUBBLECTL_DEBUG=1).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+
+import click
+
+from hubblectl import __version__
+from hubblectl.errors import HubblectlError
+from observer.errors import ObserverError
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.option("--debug", is_flag=True, envvar="HUBBLECTL_DEBUG", help="Debug logging and tracebacks.")
+@click.version_option(__version__, "--version", prog_name="hubblectl")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """hubblectl: eBPF flow observability, Hubble-compatible.
+
+    Run a node agent (`hubblectl agent`), create endpoints, apply network policy and
+    watch the flows (`hubblectl observe --follow`).
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _register() -> None:
+    from hubblectl.cli import agent, endpoint
+
+    cli.add_command(agent.agent)
+    cli.add_command(endpoint.endpoint)
+    try:
+        from hubblectl.cli import observe, status, version
+        from hubblectl.cli import list_ as list_cmd
+    except ImportError:  # pragma: no cover - during development of those modules
+        return
+    cli.add_command(observe.observe)
+    cli.add_command(status.status)
+    cli.add_command(list_cmd.list_)
+    cli.add_command(version.version)
+
+
+_register()
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("HUBBLECTL_DEBUG", "") not in ("", "0", "false")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and turn errors into one clear line and an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        cli.main(args=args, prog_name="hubblectl", standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        # `hubblectl observe | head`: the reader went away; exit quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except (HubblectlError, ObserverError) as exc:
+        if _debug_requested(args):
+            traceback.print_exc()
+        click.echo(f"hubblectl: error: {exc}", err=True)
+        sys.exit(getattr(exc, "exit_code", 1))
+    except Exception as exc:
+        if _debug_requested(args):
+            raise
+        click.echo(f"hubblectl: error: {type(exc).__name__}: {exc} (run with --debug for details)", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

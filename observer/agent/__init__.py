@@ -1,0 +1,1 @@
+"""The node agent: wires datapath, BPF, parser, store and servers together."""

@@ -1,0 +1,403 @@
+"""The node agent: owns the datapath and its state, and serves the Hubble API.
+
+Start-up: load the BPF object (maps pinned under --bpf-root, so a restarted agent reuses
+the conntrack, ring buffer and endpoint maps), restore endpoints from the state dir and
+re-attach the tc programs (replacing, never duplicating), then drain the ring buffer on
+the event loop into the flow store and serve gRPC on the unix socket (all services) and,
+if asked, on TCP (Hubble's Observer/Peer/health only).
+
+Shutdown (SIGTERM/SIGINT): stop serving, leave the datapath attached: endpoints keep
+working while the agent is away, and events that pile up meanwhile are either drained on
+restart or counted as lost by the kernel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import stat
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import grpc
+import orjson
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from observer import __version__
+from observer.agent.config import AGGREGATION_LEVELS, AgentConfig
+from observer.agent.hostinfo import host_addresses
+from observer.api.v1.hubblectl import agent_pb2, agent_pb2_grpc
+from observer.api.v1.observer import observer_pb2, observer_pb2_grpc
+from observer.api.v1.peer import peer_pb2, peer_pb2_grpc
+from observer.bpf import loader
+from observer.bpf.ringbuf import RingBuffer
+from observer.datapath.endpoints import DatapathConfig, Endpoint, EndpointManager
+from observer.enrich.resolver import EndpointInfo, ResolverSnapshot, StaticResolver
+from observer.errors import ConfigError, DecodeError, ObserverError
+from observer.parser import FlowBuilder, FlowDecoder, lost_events_response
+from observer.server.agentapi import AgentServicer
+from observer.server.observer import FlowStreamServicer, NodeInfo, ObserverServicer
+from observer.server.peer import PeerServicer
+from observer.store import FlowStore
+from observer.store.ring import EntryKind
+
+log = logging.getLogger(__name__)
+
+DATAPATH_OBJECT = "datapath.o"
+PROG_FROM_ENDPOINT = "hb_from_endpoint"
+PROG_TO_ENDPOINT = "hb_to_endpoint"
+RING_MAP = "hb_events"
+HEALTH_SERVICE = "hubble.server.Observer"
+LOST_POLL_S = 1.0
+MAX_DRAIN_PER_TICK = 65536
+
+
+class _SelfPeers:
+    """PeerSource announcing this node only."""
+
+    def __init__(self, node: NodeInfo) -> None:
+        self._node = node
+
+    def peers(self) -> list[Any]:
+        return [self._node]
+
+    async def wait_changed(self) -> None:
+        await asyncio.Event().wait()
+
+    @property
+    def tls_server_name(self) -> str:
+        return self._node.tls_server_name
+
+
+class Counters:
+    """Agent-side counters (exposed as metrics and in logs)."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.decode_errors = 0
+        self.lost_kernel = 0
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig, out: BinaryIO | None = None) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.node = NodeInfo(
+            name=cfg.absolute_node_name,
+            address=cfg.listen_address or f"unix://{cfg.socket_path}",
+        )
+        self.store = FlowStore(cfg.max_flows)
+        self.resolver = StaticResolver()
+        self.builder = FlowBuilder(cfg.absolute_node_name, self.resolver, __version__)
+        self.decoder = FlowDecoder()
+        self.counters = Counters()
+        self._out = out
+        self._obj: loader.BpfObject | None = None
+        self._ring: RingBuffer | None = None
+        self._manager: EndpointManager | None = None
+        self._lock = asyncio.Lock()
+        self._lost_seen: tuple[int, ...] = ()
+        self._host_ips: frozenset[str] = frozenset()
+        self._servers: list[grpc.aio.Server] = []
+        self._stop = asyncio.Event()
+
+    # --- datapath ------------------------------------------------------------------------
+
+    def _check_prerequisites(self) -> Path:
+        if os.geteuid() != 0:
+            raise ConfigError(
+                "hubblectl agent must run as root: it loads BPF programs and creates network namespaces"
+            )
+        obj = self.cfg.bpf_object_dir / DATAPATH_OBJECT
+        if not obj.is_file():
+            raise ConfigError(
+                f"BPF object {obj} not found: build it with `make -C bpf` (scripts/setup.sh does)"
+            )
+        bpffs = Path("/sys/fs/bpf")
+        if not os.path.ismount(bpffs):
+            rc = os.system("mount -t bpf bpf /sys/fs/bpf")  # noqa: S605 - fixed command
+            if rc != 0:
+                raise ConfigError("bpffs is not mounted at /sys/fs/bpf and mounting it failed")
+        return obj
+
+    def _open_datapath(self) -> None:
+        obj_path = self._check_prerequisites()
+        pin_root = Path(self.cfg.bpf_root)
+        pin_root.mkdir(parents=True, exist_ok=True)
+        obj = loader.BpfObject.open(obj_path, pin_root, ring_bytes=self.cfg.ring_bytes)
+        self._obj = obj
+        loader.write_config(
+            obj,
+            loader.DatapathConfig(
+                aggregation_level=AGGREGATION_LEVELS[self.cfg.aggregation],
+                report_interval_ns=int(self.cfg.report_interval_s * 1e9),
+            ),
+        )
+        ring_map = obj.map(RING_MAP)
+        self._ring = RingBuffer(obj.map_fd(RING_MAP), ring_map.max_entries)
+        self._lost_seen = loader.read_lost(obj).per_cpu
+        self._manager = EndpointManager(
+            DatapathConfig(
+                state_dir=self.cfg.state_dir,
+                ipv4_range=self.cfg.ipv4_range,
+                ipv6_range=self.cfg.ipv6_range,
+                netns_prefix=self.cfg.netns_prefix,
+                cluster_name=self.cfg.cluster_name,
+                node_name=self.cfg.short_node_name,
+            )
+        )
+        self._host_ips = frozenset(host_addresses())
+        for ep in self._manager.restore():
+            self._attach(ep)
+        for key, problem in self._manager.unhealthy.items():
+            log.warning("endpoint %s could not be restored: %s", key, problem)
+        self._refresh_resolver()
+
+    def _attach(self, ep: Endpoint) -> None:
+        obj = self._obj
+        assert obj is not None
+        loader.set_endpoint(obj, ep.host_ifindex, ep.id, ep.identity)
+        loader.attach_tc(ep.host_ifindex, ep.host_ifname, "ingress", obj.prog_fd(PROG_FROM_ENDPOINT))
+        loader.attach_tc(ep.host_ifindex, ep.host_ifname, "egress", obj.prog_fd(PROG_TO_ENDPOINT))
+
+    def _refresh_resolver(self) -> None:
+        mgr = self._manager
+        assert mgr is not None
+        pairs = []
+        ifaces = {}
+        for ep in mgr.list():
+            info = EndpointInfo(
+                id=ep.id,
+                identity=ep.identity,
+                namespace=ep.namespace,
+                pod_name=ep.name,
+                labels=tuple(ep.labels.to_strings()),
+                cluster_name=self.cfg.cluster_name,
+            )
+            pairs.append(([ep.ipv4, ep.ipv6], info))
+            ifaces[ep.host_ifindex] = ep.host_ifname
+        self.resolver.replace(
+            ResolverSnapshot.from_endpoints(pairs, host_ips=self._host_ips, interfaces=ifaces)
+        )
+
+    # --- endpoint operations (hubblectl.v1.Agent) -------------------------------------------
+
+    async def create_endpoint(self, namespace: str, name: str, labels: Sequence[str]) -> Endpoint:
+        mgr = self._manager
+        assert mgr is not None
+        async with self._lock:
+            ep = await asyncio.to_thread(mgr.create, namespace, name, labels)
+            try:
+                self._attach(ep)
+            except ObserverError:
+                await asyncio.to_thread(mgr.delete, namespace, name)
+                raise
+            self._refresh_resolver()
+            return ep
+
+    async def delete_endpoint(self, namespace: str, name: str) -> Endpoint:
+        mgr = self._manager
+        obj = self._obj
+        assert mgr is not None and obj is not None
+        async with self._lock:
+            ep = await asyncio.to_thread(mgr.delete, namespace, name)
+            loader.delete_endpoint(obj, ep.host_ifindex)
+            self._refresh_resolver()
+            return ep
+
+    def list_endpoints(self) -> list[Endpoint]:
+        assert self._manager is not None
+        return sorted(self._manager.list(), key=lambda e: e.id)
+
+    def get_endpoint(self, namespace: str, name: str) -> Endpoint:
+        assert self._manager is not None
+        return self._manager.get(namespace, name)
+
+    def enforcement(self, ep: Endpoint) -> tuple[str, str]:
+        return ("disabled", "disabled")
+
+    # --- ingest -------------------------------------------------------------------------
+
+    def drain(self) -> int:
+        """Move every record in the ring buffer into the store; returns how many."""
+        ring = self._ring
+        if ring is None:
+            return 0
+        total = 0
+        offset = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        decode = self.decoder.decode
+        build = self.builder.build
+        append = self.store.append
+        dumps = orjson.dumps
+        out = self._out
+        flow_kind = EntryKind.FLOW
+        while total < MAX_DRAIN_PER_TICK:
+            records = ring.drain(4096)
+            if not records:
+                break
+            total += len(records)
+            lines = []
+            for rec in records:
+                try:
+                    ev = decode(rec)
+                except DecodeError:
+                    self.counters.decode_errors += 1
+                    continue
+                wall = ev.ts_ns + offset
+                data = dumps(build(ev, wall))
+                append(wall, flow_kind, data)
+                if out is not None:
+                    lines.append(data)
+            if out is not None and lines:
+                out.write(b"\n".join(lines) + b"\n")
+                out.flush()
+        if total:
+            self.counters.events += total
+            self.store.notify()
+        return total
+
+    def poll_lost(self) -> None:
+        """Turn new kernel ring-buffer reserve failures into LostEvents, one per CPU."""
+        obj = self._obj
+        if obj is None:
+            return
+        reading = loader.read_lost(obj).per_cpu
+        prev = self._lost_seen
+        now = time.time_ns()
+        appended = False
+        for cpu, count in enumerate(reading):
+            before = prev[cpu] if cpu < len(prev) else 0
+            if count > before:
+                resp = lost_events_response(
+                    "PERF_EVENT_RING_BUFFER",
+                    count - before,
+                    node_name=self.node.name,
+                    wall_ns=now,
+                    cpu=cpu,
+                )
+                self.counters.lost_kernel += count - before
+                self.store.append(now, EntryKind.LOST, orjson.dumps(resp))
+                appended = True
+        self._lost_seen = reading
+        if appended:
+            self.store.notify()
+
+    async def _ingest_loop(self) -> None:
+        ring = self._ring
+        assert ring is not None
+        loop = asyncio.get_running_loop()
+        loop.add_reader(ring.fileno(), self._on_wakeup)
+        interval = self.cfg.poll_interval_ms / 1000
+        next_lost = time.monotonic() + LOST_POLL_S
+        try:
+            while not self._stop.is_set():
+                self.drain()
+                if time.monotonic() >= next_lost:
+                    self.poll_lost()
+                    next_lost = time.monotonic() + LOST_POLL_S
+                await asyncio.sleep(interval)
+        finally:
+            loop.remove_reader(ring.fileno())
+
+    def _on_wakeup(self) -> None:
+        ring = self._ring
+        if ring is not None:
+            ring.poll(0)  # consume the epoll readiness
+        self.drain()
+
+    # --- serving ------------------------------------------------------------------------
+
+    def _add_public_services(self, server: grpc.aio.Server) -> None:
+        observer_pb2_grpc.add_ObserverServicer_to_server(ObserverServicer(self.store, self.node), server)
+        agent_pb2_grpc.add_FlowStreamServicer_to_server(FlowStreamServicer(self.store, self.node), server)
+        peer_pb2_grpc.add_PeerServicer_to_server(PeerServicer(_SelfPeers(self.node)), server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        self._health.append(health_servicer)
+
+    _health: list[Any]
+
+    async def _start_servers(self) -> None:
+        self._health = []
+        names = [
+            observer_pb2.DESCRIPTOR.services_by_name["Observer"].full_name,
+            peer_pb2.DESCRIPTOR.services_by_name["Peer"].full_name,
+            agent_pb2.DESCRIPTOR.services_by_name["FlowStream"].full_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ]
+        unix = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        self._add_public_services(unix)
+        agent_pb2_grpc.add_AgentServicer_to_server(AgentServicer(self), unix)
+        reflection.enable_server_reflection(
+            [*names, agent_pb2.DESCRIPTOR.services_by_name["Agent"].full_name], unix
+        )
+        sock = Path(self.cfg.socket_path)
+        sock.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISSOCK(sock.lstat().st_mode):
+                sock.unlink()
+        unix.add_insecure_port(f"unix://{sock}")
+        await unix.start()
+        os.chmod(sock, 0o660)
+        self._servers.append(unix)
+        if self.cfg.listen_address:
+            tcp = grpc.aio.server()
+            self._add_public_services(tcp)
+            reflection.enable_server_reflection(names, tcp)
+            port = tcp.add_insecure_port(self.cfg.listen_address)
+            if port == 0:
+                raise ConfigError(f"--listen-address: cannot listen on {self.cfg.listen_address}")
+            await tcp.start()
+            self._servers.append(tcp)
+        for h in self._health:
+            await h.set(HEALTH_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+            await h.set("", health_pb2.HealthCheckResponse.SERVING)
+
+    async def run(self) -> None:
+        """Run until SIGTERM/SIGINT (or stop())."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        # pyroute2's synchronous sockets refuse to run inside an event loop: set up the
+        # datapath (netlink, BPF loading) on a worker thread.
+        await asyncio.to_thread(self._open_datapath)
+        try:
+            await self._start_servers()
+            log.info(
+                "agent %s ready: socket %s%s, %d endpoints",
+                self.node.name,
+                self.cfg.socket_path,
+                f", listening on {self.cfg.listen_address}" if self.cfg.listen_address else "",
+                len(self.list_endpoints()),
+            )
+            print(
+                f"hubblectl agent {self.node.name} ready on unix://{self.cfg.socket_path}"
+                + (f" and {self.cfg.listen_address}" if self.cfg.listen_address else ""),
+                file=sys.stderr,
+                flush=True,
+            )
+            ingest = asyncio.create_task(self._ingest_loop())
+            await self._stop.wait()
+            ingest.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ingest
+        finally:
+            for server in self._servers:
+                await server.stop(grace=0.5)
+            with contextlib.suppress(FileNotFoundError):
+                Path(self.cfg.socket_path).unlink()
+            if self._ring is not None:
+                self._ring.close()
+            if self._obj is not None:
+                self._obj.close()
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,167 @@
+"""GetFlows request handling shared by the standard and the batched stream.
+
+A request is validated and compiled once (filters, time window, field mask); then
+`iter_entries` yields store entries: the history part first, then, when following,
+new entries as they arrive. A follower that the writer laps gets a LostEvent
+(HUBBLE_RING_BUFFER) in-band with the number of entries it missed, and resumes at the
+oldest entry still stored: a slow client never stalls ingest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from google.protobuf import json_format
+
+from observer.errors import FilterError
+from observer.filters import compile_filters
+from observer.parser.lost import lost_events_response
+from observer.store import FlowStore
+from observer.store.ring import Entry, EntryKind
+
+LOST_SOURCE_HUBBLE_RING = "HUBBLE_RING_BUFFER"
+
+
+class InvalidRequest(ValueError):
+    """The request is malformed; the message names the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlowQuery:
+    number: int
+    first: bool
+    follow: bool
+    since_ns: int | None
+    until_ns: int | None
+    predicate: Callable[[Mapping[str, Any]], bool] | None
+    field_mask: tuple[str, ...]
+
+
+def _ts_ns(ts: Any) -> int:
+    return int(ts.seconds) * 1_000_000_000 + int(ts.nanos)
+
+
+def compile_request(req: Any) -> FlowQuery:
+    """Validate an observer.GetFlowsRequest and compile its filters once."""
+    if req.first and req.follow:
+        raise InvalidRequest("first cannot be specified with follow")
+    since_ns = _ts_ns(req.since) if req.HasField("since") else None
+    until_ns = _ts_ns(req.until) if req.HasField("until") else None
+    if since_ns is not None and until_ns is not None and since_ns > until_ns:
+        raise InvalidRequest("since: must not be after until")
+    if req.follow and until_ns is not None:
+        raise InvalidRequest("until: cannot be specified with follow")
+    white = [json_format.MessageToDict(f, preserving_proto_field_name=True) for f in req.whitelist]
+    black = [json_format.MessageToDict(f, preserving_proto_field_name=True) for f in req.blacklist]
+    predicate = None
+    if white or black:
+        try:
+            predicate = compile_filters(white, black)
+        except FilterError as err:
+            raise InvalidRequest(f"filter {err.field}: {err.message}") from err
+    mask: tuple[str, ...] = ()
+    if req.HasField("field_mask") and req.field_mask.paths:
+        from observer.api.v1.flow import flow_pb2
+
+        if not req.field_mask.IsValidForDescriptor(flow_pb2.Flow.DESCRIPTOR):
+            raise InvalidRequest(f"field_mask: invalid paths {list(req.field_mask.paths)} for flow.Flow")
+        mask = tuple(req.field_mask.paths)
+    return FlowQuery(
+        number=int(req.number),
+        first=bool(req.first),
+        follow=bool(req.follow),
+        since_ns=since_ns,
+        until_ns=until_ns,
+        predicate=predicate,
+        field_mask=mask,
+    )
+
+
+def entry_predicate(query: FlowQuery) -> Callable[[Entry], bool] | None:
+    """A predicate over store entries: lost events always pass, flows pass the filters."""
+    pred = query.predicate
+    if pred is None:
+        return None
+
+    def match(entry: Entry) -> bool:
+        if entry.kind != EntryKind.FLOW:
+            return True
+        return bool(pred(orjson.loads(entry.data)["flow"]))
+
+    return match
+
+
+async def iter_batches(
+    store: FlowStore,
+    query: FlowQuery,
+    node_name: str,
+    now_ns: Callable[[], int],
+    batch_size: int = 1024,
+) -> AsyncIterator[list[Entry | bytes]]:
+    """Yield matching entries in batches; in follow mode, forever.
+
+    A ``bytes`` item is a ready LostEvent response line. Each follow batch holds what was
+    ready at that moment, so a follower sees a new flow as soon as it is stored.
+    """
+    match = entry_predicate(query)
+    if not query.follow or query.number or query.since_ns is not None:
+        history: list[Entry | bytes] = list(
+            store.select(
+                number=query.number,
+                first=query.first,
+                since_ns=query.since_ns,
+                until_ns=query.until_ns,
+                predicate=match,
+            )
+        )
+        # select() runs to completion on the event loop that owns the store, so no entry
+        # can be appended between it and this line: following starts exactly after it.
+        start = store.next_seq
+        for i in range(0, len(history), batch_size):
+            yield history[i : i + batch_size]
+        if not query.follow:
+            return
+    else:
+        start = store.next_seq
+    follower = store.follower(start)
+    while True:
+        got = follower.poll(batch_size)
+        entries, lost = got.entries, got.lost
+        out: list[Entry | bytes] = []
+        if lost:
+            out.append(
+                orjson.dumps(
+                    lost_events_response(
+                        LOST_SOURCE_HUBBLE_RING, lost, node_name=node_name, wall_ns=now_ns()
+                    )
+                )
+            )
+        out.extend(e for e in entries if match is None or match(e))
+        if out:
+            yield out
+        if not entries and not lost:
+            await follower.wait()
+
+
+def mask_flow(flow: Mapping[str, Any], paths: tuple[str, ...]) -> dict[str, Any]:
+    """Keep only the field-mask paths of a flow dict (proto field names, dotted)."""
+    out: dict[str, Any] = {}
+    for path in paths:
+        parts = path.split(".")
+        src: Any = flow
+        for p in parts:
+            if not isinstance(src, Mapping) or p not in src:
+                src = None
+                break
+            src = src[p]
+        if src is None:
+            continue
+        dst = out
+        for p in parts[:-1]:
+            dst = dst.setdefault(p, {})
+        dst[parts[-1]] = src
+    # keep the original key order of the flow
+    return {k: out[k] for k in flow if k in out}

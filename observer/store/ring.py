@@ -1,0 +1,365 @@
+"""The bounded flow history: a power-of-two ring of compact JSON responses.
+
+Each entry is ``Entry(seq, time_ns, kind, data)``: a monotonic sequence number (0, 1, 2, ...),
+the event time in ns since the epoch, an ``EntryKind`` and the compact JSON bytes of a whole
+GetFlowsResponse dict. Slots are parallel arrays (a list of bytes, an ``array('q')`` of times,
+a ``bytearray`` of kinds) indexed by ``seq & mask``: no object per entry but its bytes.
+
+As in Hubble, the capacity is 2^n - 1 and the array has 2^n slots. The store is owned by one
+asyncio event loop and is not thread-safe: ``append`` is synchronous and cheap; after a batch of
+appends, ``notify()`` wakes the coroutines waiting in ``wait_for_new`` once.
+
+Selection (``select``) implements the non-follow part of GetFlows, with the time window exact:
+``since_ns <= time_ns <= until_ns``, both edges inclusive, whatever the order of times in the
+ring. ``Follower`` implements follow mode and reports what the writer overwrote before it was
+read (the server turns that into a LostEvent with source HUBBLE_RING_BUFFER).
+
+LOST entries (kind ``EntryKind.LOST``, e.g. kernel ring-buffer losses) are exempt from the
+predicate and from ``number`` (Hubble never filters nor counts lost events), but not from the
+time window (their time is when the loss was detected).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from array import array
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Final, NamedTuple
+
+from observer.errors import ConfigError
+
+DEFAULT_CAPACITY: Final = 65535
+MAX_CAPACITY: Final = (1 << 20) - 1
+NS_PER_S: Final = 1_000_000_000
+RATE_WINDOW_S: Final = 60
+_RATE_SLOTS: Final = 64  # >= RATE_WINDOW_S, a power of two
+
+
+class EntryKind(IntEnum):
+    """What a stored response holds (its GetFlowsResponse oneof member)."""
+
+    FLOW = 1
+    LOST = 2
+    NODE_STATUS = 3
+    AGENT_EVENT = 4
+    DEBUG_EVENT = 5
+
+
+class Entry(NamedTuple):
+    """One stored response."""
+
+    seq: int
+    time_ns: int
+    kind: int
+    data: bytes
+
+
+EntryPredicate = Callable[[Entry], bool]
+
+
+def validate_capacity(capacity: object) -> int:
+    """``capacity`` if it is 2^n - 1 with 1 <= n <= 20, else ConfigError.
+
+    Hubble allows n <= 16 (65535); we allow up to 2^20 - 1 since entries are compact.
+    """
+    if isinstance(capacity, bool) or not isinstance(capacity, int):
+        raise ConfigError(f"flow store capacity {capacity!r}: not an integer")
+    if capacity < 1 or capacity & (capacity + 1):
+        raise ConfigError(
+            f"flow store capacity {capacity}: must be one less than a power of two "
+            "(1, 3, 7, ..., 4095, ..., 65535)"
+        )
+    if capacity > MAX_CAPACITY:
+        raise ConfigError(f"flow store capacity {capacity}: too large (max {MAX_CAPACITY})")
+    return capacity
+
+
+@dataclass(frozen=True, slots=True)
+class FollowBatch:
+    """What a follower read: ``lost`` entries overwritten before it got to them, then
+    ``entries`` in sequence order (the ones after the loss)."""
+
+    lost: int
+    entries: tuple[Entry, ...]
+
+
+class FlowStore:
+    """Bounded ring of responses with a monotonic write sequence (see the module doc)."""
+
+    __slots__ = (
+        "_capacity",
+        "_data",
+        "_event",
+        "_kind",
+        "_mask",
+        "_next",
+        "_rate_cnt",
+        "_rate_end",
+        "_rate_idx",
+        "_rate_sec",
+        "_rate_start",
+        "_time",
+        "_waiters",
+    )
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        self._capacity = validate_capacity(capacity)
+        size = capacity + 1
+        self._mask = capacity
+        self._data: list[bytes | None] = [None] * size
+        self._time = array("q", bytes(8 * size))
+        self._kind = bytearray(size)
+        self._next = 0
+        self._event = asyncio.Event()
+        self._waiters = 0
+        # flows per second: _RATE_SLOTS buckets keyed by second; the current bucket's bounds
+        # are cached so that counting a flow of the current second is two comparisons.
+        self._rate_sec = array("q", [-1] * _RATE_SLOTS)
+        self._rate_cnt = array("q", bytes(8 * _RATE_SLOTS))
+        self._rate_start = 0
+        self._rate_end = 0
+        self._rate_idx = 0
+
+    # --- writing ---------------------------------------------------------------------
+
+    def append(self, time_ns: int, kind: int, data: bytes) -> int:
+        """Store one response; returns its sequence number. Overwrites the oldest when full."""
+        seq = self._next
+        slot = seq & self._mask
+        self._time[slot] = time_ns
+        self._kind[slot] = kind
+        self._data[slot] = data
+        self._next = seq + 1
+        if kind == EntryKind.FLOW:
+            if self._rate_start <= time_ns < self._rate_end:
+                self._rate_cnt[self._rate_idx] += 1
+            else:
+                self._count_rate_slow(time_ns)
+        return seq
+
+    def _count_rate_slow(self, time_ns: int) -> None:
+        sec = time_ns // NS_PER_S
+        idx = sec & (_RATE_SLOTS - 1)
+        if self._rate_sec[idx] != sec:
+            if self._rate_sec[idx] > sec:
+                return  # older than what the bucket holds now: outside any window we report
+            self._rate_sec[idx] = sec
+            self._rate_cnt[idx] = 0
+        self._rate_cnt[idx] += 1
+        if sec * NS_PER_S >= self._rate_start:
+            self._rate_start = sec * NS_PER_S
+            self._rate_end = self._rate_start + NS_PER_S
+            self._rate_idx = idx
+
+    def notify(self) -> None:
+        """Wake every ``wait_for_new`` waiter; call once after a batch of appends."""
+        if self._waiters:
+            event, self._event = self._event, asyncio.Event()
+            event.set()
+
+    async def wait_for_new(self, after_seq: int) -> None:
+        """Return once an entry with ``seq > after_seq`` exists (immediately if one does).
+
+        Entries appended but not yet published with ``notify()`` count as soon as a waiter
+        looks; a waiter that finds none sleeps until the next ``notify()``.
+        """
+        self._waiters += 1
+        try:
+            while self._next <= after_seq + 1:
+                await self._event.wait()
+        finally:
+            self._waiters -= 1
+
+    # --- state -----------------------------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    def __len__(self) -> int:
+        return min(self._next, self._capacity)
+
+    @property
+    def seen(self) -> int:
+        """Entries appended since the store was created."""
+        return self._next
+
+    @property
+    def next_seq(self) -> int:
+        """The sequence number the next append gets."""
+        return self._next
+
+    @property
+    def oldest_seq(self) -> int:
+        """The sequence number of the oldest entry still stored (== next_seq when empty)."""
+        return max(0, self._next - self._capacity)
+
+    def flows_rate(self, now_ns: int) -> float:
+        """Flows per second over the last minute: flows whose time falls in the 60 whole
+        seconds ending with the current one (``now_ns``'s), divided by 60."""
+        now_sec = now_ns // NS_PER_S
+        first = now_sec - RATE_WINDOW_S + 1
+        total = 0
+        for sec, count in zip(self._rate_sec, self._rate_cnt, strict=True):
+            if first <= sec <= now_sec:
+                total += count
+        return total / RATE_WINDOW_S
+
+    # --- reading ---------------------------------------------------------------------
+
+    def _entry(self, seq: int) -> Entry:
+        slot = seq & self._mask
+        data = self._data[slot]
+        assert data is not None
+        return Entry(seq, self._time[slot], self._kind[slot], data)
+
+    def get(self, seq: int) -> Entry | None:
+        """The entry with sequence ``seq``; None if overwritten or not yet written."""
+        if self.oldest_seq <= seq < self._next:
+            return self._entry(seq)
+        return None
+
+    def read_from(self, seq: int, until_ns: int | None = None) -> Iterator[Entry]:
+        """Entries from ``seq`` (or the oldest, if ``seq`` was overwritten) to the newest.
+
+        Stops before the first entry whose time is after ``until_ns`` (Hubble's end of
+        stream), so with times out of order entries after it are not looked at. Entries
+        appended while iterating are included. If the writer laps the iterator between two
+        steps, it continues at the oldest entry; use a ``Follower`` to learn what was lost.
+        """
+        cursor = max(seq, self.oldest_seq)
+        while cursor < self._next:
+            cursor = max(cursor, self.oldest_seq)
+            entry = self._entry(cursor)
+            if until_ns is not None and entry.time_ns > until_ns:
+                return
+            yield entry
+            cursor += 1
+
+    def last_n_start(self, n: int, predicate: EntryPredicate | None = None) -> int:
+        """The sequence to read forward from to see the last ``n`` matching entries.
+
+        LOST entries do not count. ``n == 0``, or fewer than ``n`` matches, gives the oldest
+        sequence. With an empty store, ``next_seq``.
+        """
+        oldest = self.oldest_seq
+        if n <= 0:
+            return oldest
+        if predicate is None:
+            return max(oldest, self._next - n)
+        found = 0
+        kinds, mask = self._kind, self._mask
+        for seq in range(self._next - 1, oldest - 1, -1):
+            if kinds[seq & mask] == EntryKind.LOST:
+                continue
+            if predicate(self._entry(seq)):
+                found += 1
+                if found == n:
+                    return seq
+        return oldest
+
+    def select(
+        self,
+        number: int = 0,
+        first: bool = False,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        predicate: EntryPredicate | None = None,
+    ) -> list[Entry]:
+        """The entries GetFlows returns without follow, oldest first.
+
+        Candidates are the entries with ``since_ns <= time_ns <= until_ns`` (inclusive; None =
+        unbounded) that ``predicate`` accepts (None = all). ``number == 0``: every candidate.
+        Otherwise the first ``number`` candidates when ``first`` is true or ``since_ns`` is set
+        (``since`` takes precedence over ``--last``, as in Hubble: reading starts at ``since``),
+        else the last ``number``. LOST entries in the window are included without the
+        predicate and without counting, when they lie within the span read: from the oldest
+        entry (or the first selected one for last-N once N were found) to the newest (or the
+        last selected one for first-N once N were found).
+
+        Unlike Hubble, ``until`` with last-N gives the last N candidates up to ``until``
+        (Hubble gives the last N of the ring, then drops those after ``until``).
+        """
+        oldest, end = self.oldest_seq, self._next
+        times, kinds, datas, mask = self._time, self._kind, self._data, self._mask
+        lost_kind = EntryKind.LOST
+        lo, hi = since_ns, until_ns
+        out: list[Entry] = []
+        count = 0
+        forward = number <= 0 or first or since_ns is not None
+        seqs = range(oldest, end) if forward else range(end - 1, oldest - 1, -1)
+        for seq in seqs:
+            slot = seq & mask
+            t = times[slot]
+            if (lo is not None and t < lo) or (hi is not None and t > hi):
+                continue
+            kind = kinds[slot]
+            data = datas[slot]
+            assert data is not None
+            entry = Entry(seq, t, kind, data)
+            if kind == lost_kind:
+                out.append(entry)
+                continue
+            if predicate is not None and not predicate(entry):
+                continue
+            out.append(entry)
+            count += 1
+            if count == number:
+                break
+        if not forward:
+            out.reverse()
+        return out
+
+    def follower(self, start_seq: int | None = None) -> Follower:
+        """A follow cursor starting at ``start_seq`` (default: ``next_seq``, only new entries)."""
+        return Follower(self, self._next if start_seq is None else start_seq)
+
+
+class Follower:
+    """A cursor that reads a store forward and notices when the writer has lapped it."""
+
+    __slots__ = ("_cursor", "_store")
+
+    def __init__(self, store: FlowStore, start_seq: int) -> None:
+        if start_seq < 0 or start_seq > store.next_seq:
+            raise ValueError(f"start_seq {start_seq} outside [0, {store.next_seq}]")
+        self._store = store
+        self._cursor = start_seq
+
+    @property
+    def cursor(self) -> int:
+        """The sequence number of the next entry this follower reads."""
+        return self._cursor
+
+    def poll(self, limit: int | None = None) -> FollowBatch:
+        """Everything available now (at most ``limit`` entries), without waiting.
+
+        If entries were overwritten before this follower read them, ``lost`` says how many
+        and reading resumes at the oldest entry.
+        """
+        store = self._store
+        oldest = store.oldest_seq
+        lost = 0
+        if self._cursor < oldest:
+            lost = oldest - self._cursor
+            self._cursor = oldest
+        end = store.next_seq
+        if limit is not None:
+            end = min(end, self._cursor + max(0, limit))
+        entries = tuple(store._entry(seq) for seq in range(self._cursor, end))
+        self._cursor = end
+        return FollowBatch(lost, entries)
+
+    async def wait(self) -> None:
+        """Return once there is something to read at the cursor."""
+        await self._store.wait_for_new(self._cursor - 1)
+
+    async def next_batch(self, limit: int | None = None) -> FollowBatch:
+        """Wait until there is something to report (entries or a loss), then ``poll``."""
+        while True:
+            batch = self.poll(limit)
+            if batch.lost or batch.entries:
+                return batch
+            await self.wait()

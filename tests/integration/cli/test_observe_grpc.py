@@ -1,0 +1,257 @@
+"""``hubblectl observe/status/list`` against a real gRPC server (the agent's servicers over a
+unix socket, fed with tests/fixtures/flows.jsonl): the batched stream, the fallback to
+Hubble's GetFlows when the server lacks it, and the error messages."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import orjson
+import pytest
+from click.testing import CliRunner, Result
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+
+from hubblectl.cli.main import cli
+from hubblectl.client import connect
+from hubblectl.errors import ServerError
+from hubblectl.printer.timefmt import parse_rfc3339
+from observer.api.convert import proto_to_dict, response_to_proto
+from observer.api.v1.hubblectl import agent_pb2_grpc
+from observer.api.v1.observer import observer_pb2_grpc
+from observer.server.observer import FlowStreamServicer, NodeInfo, ObserverServicer
+from observer.store import EntryKind, FlowStore
+
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "flows.jsonl"
+KINDS = {"flow": EntryKind.FLOW, "lost_events": EntryKind.LOST, "node_status": EntryKind.NODE_STATUS}
+
+
+def _fixture() -> list[bytes]:
+    return [line for line in FIXTURE.read_bytes().splitlines() if line]
+
+
+class _Server:
+    """A grpc.aio server on its own event loop thread."""
+
+    def __init__(self, sock: Path, *, batched: bool, serving: bool) -> None:
+        self.address = f"unix://{sock}"
+        self.batched = batched
+        self._serving = serving
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._serve())
+        except BaseException as err:  # surfaced by start()
+            self._error = err
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        store = FlowStore(4095)
+        for line in _fixture():
+            response = orjson.loads(line)
+            kind = next(KINDS[k] for k in KINDS if k in response)
+            ts = parse_rfc3339(response["time"])
+            assert ts is not None
+            store.append(ts.total_ns, kind, line)
+        self.store = store
+        node = NodeInfo(name="default/node-a", address="10.0.0.1")
+        server = grpc.aio.server()
+        observer_pb2_grpc.add_ObserverServicer_to_server(ObserverServicer(store, node), server)
+        if self.batched:
+            agent_pb2_grpc.add_FlowStreamServicer_to_server(FlowStreamServicer(store, node), server)
+        health = HealthServicer()
+        status = health_pb2.HealthCheckResponse.SERVING if self._serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        await health.set("hubble.server.Observer", status)
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        server.add_insecure_port(self.address)
+        await server.start()
+        self._stop = asyncio.Event()
+        self._ready.set()
+        await self._stop.wait()
+        await server.stop(grace=None)
+
+    def add(self, line: bytes) -> None:
+        """Append a response as the agent would (thread-safe)."""
+
+        def append() -> None:
+            response = orjson.loads(line)
+            ts = parse_rfc3339(response["time"])
+            assert ts is not None
+            self.store.append(ts.total_ns, KINDS[next(k for k in KINDS if k in response)], line)
+            self.store.notify()
+
+        self._loop.call_soon_threadsafe(append)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait(10)
+        if self._error is not None:
+            raise self._error
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+        self._loop.close()
+
+
+@pytest.fixture(params=[True, False], ids=["batched", "standard-getflows"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[_Server]:
+    srv = _Server(tmp_path / "hubble.sock", batched=request.param, serving=True)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=True, prog_name="hubblectl")
+
+
+def _canonical(response: dict[str, Any]) -> dict[str, Any]:
+    return proto_to_dict(response_to_proto(response))
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_json_output_equals_stored_responses(server: _Server) -> None:
+    result = run("observe", "--server", server.address, "--all", "-o", "json", "--debug")
+    assert result.exit_code == 0, result.output
+    expected = [orjson.loads(line) for line in _fixture() if b"node_status" not in line]
+    # The standard stream goes through protobuf, which rewrites timestamps to 0/3/6/9 digits.
+    assert [_canonical(r) for r in _json_lines(result.stdout)] == [_canonical(r) for r in expected]
+    if server.batched:
+        assert _json_lines(result.stdout) == expected  # the batched path passes bytes through
+
+
+def test_compact_output_equals_input_file_rendering(server: _Server) -> None:
+    live = run("observe", "--server", server.address, "--last", "100", "--print-node-name", "-s")
+    assert live.exit_code == 0, live.output
+    offline = run("observe", "--input-file", str(FIXTURE), "--print-node-name", "-s")
+    assert live.stdout == offline.stdout
+    assert live.stdout.count("\n") == 10
+
+
+def test_filters_are_applied_by_the_server(server: _Server) -> None:
+    result = run("observe", "--server", server.address, "--verdict", "DROPPED", "-o", "json")
+    assert result.exit_code == 0, result.output
+    flows = [r["flow"] for r in _json_lines(result.stdout) if "flow" in r]
+    assert [f["verdict"] for f in flows] == ["DROPPED"]
+
+
+def test_server_rejects_bad_filter(server: _Server) -> None:
+    result = run("observe", "--server", server.address, "--allowlist", '{"http_status_code":["99x"]}')
+    assert isinstance(result.exception, ServerError)
+    assert "INVALID_ARGUMENT" in str(result.exception)
+
+
+def test_status(server: _Server) -> None:
+    result = run("status", "--server", server.address)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"Healthcheck (via {server.address}): Ok"
+    assert lines[1].startswith("Current/Max Flows: ")
+    assert lines[2].startswith("Flows/s: ")
+    as_json = run("status", "--server", server.address, "-o", "json")
+    status = orjson.loads(as_json.stdout)
+    assert status["max_flows"] == "4095"
+
+
+def test_client_get_nodes(server: _Server) -> None:
+    with connect(server.address, timeout=5) as client:
+        try:
+            nodes = client.get_nodes()
+        except ServerError as err:
+            assert "relay" in str(err)
+            return
+    result = run("list", "nodes", "--server", server.address)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("NAME ")
+    assert len(result.stdout.splitlines()) == len(nodes) + 1
+
+
+def test_status_not_serving(tmp_path: Path) -> None:
+    srv = _Server(tmp_path / "h.sock", batched=True, serving=False)
+    srv.start()
+    try:
+        result = run("status", "--server", srv.address)
+    finally:
+        srv.stop()
+    assert result.stdout == f"Healthcheck (via {srv.address}): Unavailable: NOT_SERVING\n"
+    assert isinstance(result.exception, ServerError)
+    assert str(result.exception) == "not healthy"
+
+
+def test_missing_socket_names_the_path(tmp_path: Path) -> None:
+    sock = tmp_path / "nope.sock"
+    result = run("observe", "--server", f"unix://{sock}", "--timeout", "1s")
+    assert isinstance(result.exception, ServerError)
+    assert f"{sock} does not exist" in str(result.exception)
+
+
+def _cli_process(*args: str, stdout: int = subprocess.PIPE) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "hubblectl.cli.main", *args], stdout=stdout, stderr=subprocess.PIPE, env=env
+    )
+
+
+def test_follow_streams_new_flows_and_ctrl_c_exits_quietly(server: _Server) -> None:
+    proc = _cli_process("observe", "--server", server.address, "--follow", "-o", "json")
+    try:
+        time.sleep(1.0)  # let it connect and start following
+        new = orjson.loads(_fixture()[5])
+        new["flow"]["uuid"] = "followed-flow"
+        server.add(orjson.dumps(new))
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert orjson.loads(line)["flow"]["uuid"] == "followed-flow"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert b"Traceback" not in err and err == b""
+
+
+def test_broken_pipe_exits_quietly() -> None:
+    big = b"".join(_fixture()[:9]) * 2000
+    producer = subprocess.Popen(
+        [sys.executable, "-m", "hubblectl.cli.main", "observe", "--input-file", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert producer.stdout is not None and producer.stdin is not None
+    first = producer.stdout.readline()
+    producer.stdout.close()  # like `| head -1`
+    try:
+        producer.stdin.write(big.replace(b"}\n", b"}\n"))
+        producer.stdin.close()
+    except BrokenPipeError:
+        pass
+    err = producer.stderr.read() if producer.stderr else b""
+    producer.wait(timeout=30)
+    assert first.startswith(b"Nov 26 12:00:01.123")
+    assert b"Traceback" not in err and b"BrokenPipe" not in err

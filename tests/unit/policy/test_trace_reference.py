@@ -1,0 +1,398 @@
+"""trace() over compiled maps agrees with a brute-force evaluator of the policy model.
+
+The reference below never looks at map entries, identities or prefixes: it evaluates each
+rule directly against the peer (labels, or the IP address) and the port, with the documented
+semantics: a direction is checked only when some selecting policy enforces it; any matching
+deny rule denies; otherwise any matching allow rule allows; otherwise localhost is allowed in
+(option), otherwise default deny applies unless every enforcing policy turned it off.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from observer.datapath.labels import LabelSet
+from observer.policy import (
+    Action,
+    CompileOptions,
+    Direction,
+    EndpointView,
+    Local,
+    PeerKind,
+    Policy,
+    Protocol,
+    Remote,
+    Rule,
+    compile_policies,
+    load_policies,
+    trace,
+)
+from observer.policy.entities import ReservedIdentity
+
+NAMESPACES = ("a", "b")
+CIDRS = ("10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "192.0.2.0/24", "0.0.0.0/0", "2001:db8::/32")
+EXTERNAL_IPS = ("10.1.2.3", "10.200.0.5", "192.0.2.9", "8.8.8.8", "2001:db8::1", "2001:db9::1")
+PORTS = (0, 53, 80, 443, 8000)
+PROBE_PORTS = (53, 80, 81, 443, 8000, 8050, 9999)
+REMOTE_POD = 4444
+REMOTE_POD_LABELS = ("k8s:app=x", "k8s:io.kubernetes.pod.namespace=a")
+
+
+# --------------------------------------------------------------------------- strategies
+
+
+@st.composite
+def selector_docs(draw: st.DrawFn, *, k8s: bool = False) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    labels = draw(
+        st.dictionaries(st.sampled_from(["app", "tier"]), st.sampled_from(["x", "y", "1"]), max_size=2)
+    )
+    if not k8s and draw(st.integers(0, 4)) == 0:
+        labels["io.kubernetes.pod.namespace"] = draw(st.sampled_from(NAMESPACES))
+    if labels:
+        doc["matchLabels"] = labels
+    if draw(st.booleans()):
+        op = draw(st.sampled_from(["In", "NotIn", "Exists", "DoesNotExist"]))
+        expr: dict[str, Any] = {"key": draw(st.sampled_from(["app", "tier"])), "operator": op}
+        if op in ("In", "NotIn"):
+            expr["values"] = draw(st.lists(st.sampled_from(["x", "y", "1"]), min_size=1, max_size=2))
+        doc["matchExpressions"] = [expr]
+    return doc
+
+
+@st.composite
+def port_docs(draw: st.DrawFn, *, k8s: bool = False) -> dict[str, Any]:
+    port = draw(st.sampled_from(PORTS))
+    doc: dict[str, Any] = {"port": port if k8s else str(port)}
+    if port and draw(st.booleans()):
+        doc["endPort"] = port + draw(st.sampled_from([1, 50, 100]))
+    protocols = ["TCP", "UDP"] if k8s else ["TCP", "UDP", "ANY"]
+    if draw(st.booleans()):
+        doc["protocol"] = draw(st.sampled_from(protocols))
+    if k8s and port == 0:
+        del doc["port"]
+    return doc
+
+
+@st.composite
+def cidr_set_docs(draw: st.DrawFn) -> dict[str, Any]:
+    cidr = draw(st.sampled_from(CIDRS))
+    net = ipaddress.ip_network(cidr)
+    inside = [
+        c
+        for c in CIDRS
+        if (n := ipaddress.ip_network(c)).version == net.version and n != net and n.subnet_of(net)  # type: ignore[arg-type]
+    ]
+    doc: dict[str, Any] = {"cidr": cidr}
+    if inside and draw(st.booleans()):
+        doc["except"] = draw(st.lists(st.sampled_from(inside), min_size=1, max_size=2, unique=True))
+    return doc
+
+
+@st.composite
+def cilium_rule_docs(draw: st.DrawFn, ingress: bool, deny: bool) -> dict[str, Any]:
+    prefix = "from" if ingress else "to"
+    rule: dict[str, Any] = {}
+    for field_name in draw(
+        st.lists(st.sampled_from(["Endpoints", "CIDRSet", "Entities"]), max_size=2, unique=True)
+    ):
+        if field_name == "Endpoints":
+            rule[prefix + field_name] = draw(st.lists(selector_docs(), max_size=2))
+        elif field_name == "CIDRSet":
+            rule[prefix + field_name] = draw(st.lists(cidr_set_docs(), min_size=1, max_size=2))
+        else:
+            rule[prefix + field_name] = draw(
+                st.lists(st.sampled_from(["world", "cluster", "host", "all"]), min_size=1, max_size=2)
+            )
+    l4 = draw(st.sampled_from(["none", "ports", "ports", "icmps"]))
+    if l4 == "ports":
+        rule["toPorts"] = [{"ports": draw(st.lists(port_docs(), min_size=1, max_size=2))}]
+    elif l4 == "icmps":
+        rule["icmps"] = [{"fields": [{"type": draw(st.sampled_from([0, 8]))}]}]
+    return rule
+
+
+@st.composite
+def cilium_policy_docs(draw: st.DrawFn, name: str) -> dict[str, Any]:
+    clusterwide = draw(st.integers(0, 5)) == 0
+    spec: dict[str, Any] = {"endpointSelector": draw(selector_docs())}
+    for section, ingress, deny in (
+        ("ingress", True, False),
+        ("ingressDeny", True, True),
+        ("egress", False, False),
+        ("egressDeny", False, True),
+    ):
+        if draw(st.integers(0, 2)) == 0:
+            continue
+        spec[section] = draw(st.lists(cilium_rule_docs(ingress, deny), max_size=2))
+    if draw(st.integers(0, 4)) == 0:
+        spec["enableDefaultDeny"] = {
+            "ingress": draw(st.booleans()),
+            "egress": draw(st.booleans()),
+        }
+    metadata: dict[str, Any] = {"name": name}
+    if not clusterwide:
+        metadata["namespace"] = draw(st.sampled_from(NAMESPACES))
+    kind = "CiliumClusterwideNetworkPolicy" if clusterwide else "CiliumNetworkPolicy"
+    return {"apiVersion": "cilium.io/v2", "kind": kind, "metadata": metadata, "spec": spec}
+
+
+@st.composite
+def k8s_peer_docs(draw: st.DrawFn) -> dict[str, Any]:
+    choice = draw(st.sampled_from(["pod", "ns", "both", "ip"]))
+    if choice == "ip":
+        return {"ipBlock": draw(cidr_set_docs())}
+    doc: dict[str, Any] = {}
+    if choice in ("pod", "both"):
+        doc["podSelector"] = draw(selector_docs(k8s=True))
+    if choice in ("ns", "both"):
+        if draw(st.booleans()):
+            doc["namespaceSelector"] = {}
+        else:
+            doc["namespaceSelector"] = {
+                "matchLabels": {"kubernetes.io/metadata.name": draw(st.sampled_from(NAMESPACES))}
+            }
+    return doc
+
+
+@st.composite
+def k8s_policy_docs(draw: st.DrawFn, name: str) -> dict[str, Any]:
+    spec: dict[str, Any] = {"podSelector": draw(selector_docs(k8s=True))}
+    for section, peer in (("ingress", "from"), ("egress", "to")):
+        rules = []
+        for _ in range(draw(st.integers(0, 2))):
+            rule: dict[str, Any] = {}
+            if draw(st.booleans()):
+                rule[peer] = draw(st.lists(k8s_peer_docs(), max_size=2))
+            if draw(st.booleans()):
+                rule["ports"] = draw(st.lists(port_docs(k8s=True), max_size=2))
+            rules.append(rule)
+        if rules or draw(st.booleans()):
+            spec[section] = rules
+    if draw(st.booleans()):
+        spec["policyTypes"] = draw(
+            st.lists(st.sampled_from(["Ingress", "Egress"]), min_size=1, max_size=2, unique=True)
+        )
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": draw(st.sampled_from(NAMESPACES))},
+        "spec": spec,
+    }
+
+
+@st.composite
+def worlds(draw: st.DrawFn) -> tuple[list[Policy], list[EndpointView], CompileOptions]:
+    docs = []
+    for i in range(draw(st.integers(1, 3))):
+        if draw(st.integers(0, 3)) == 0:
+            docs.append(draw(k8s_policy_docs(f"k{i}")))
+        else:
+            docs.append(draw(cilium_policy_docs(f"c{i}")))
+    policies = load_policies(yaml.safe_dump_all(docs), "generated.yaml")
+    endpoints = []
+    identities: dict[tuple[str, frozenset[str]], int] = {}
+    for i in range(draw(st.integers(1, 4))):
+        ns = draw(st.sampled_from(NAMESPACES))
+        labels = frozenset(
+            f"k8s:{k}={v}"
+            for k, v in draw(
+                st.dictionaries(st.sampled_from(["app", "tier"]), st.sampled_from(["x", "y", "1"]))
+            ).items()
+        )
+        ident = identities.setdefault((ns, labels), 1000 + len(identities))
+        endpoints.append(EndpointView.create(i + 1, ident, ns, sorted(labels), [f"10.213.0.{i + 1}"]))
+    options = CompileOptions(allow_localhost=draw(st.booleans()))
+    return policies, endpoints, options
+
+
+# --------------------------------------------------------------------------- reference
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A party of a connection as the reference sees it."""
+
+    kind: str  # "ep", "pod" (remote pod), "host", "ext"
+    labels: LabelSet | None = None
+    ip: str | None = None
+    endpoint: EndpointView | None = None
+
+
+def policy_prefixes(policies: list[Policy]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    out = []
+    for p in policies:
+        for s in p.specs:
+            for r in s.rules:
+                for peer in r.peers:
+                    if peer.cidr is not None:
+                        out.append(peer.cidr.cidr)
+                        out.extend(peer.cidr.excepts)
+    return [n for n in out if n.prefixlen > 0]
+
+
+def peer_matches(rule: Rule, peer: Peer, policies: list[Policy]) -> bool:
+    for sel in rule.peers:
+        if sel.kind is PeerKind.ANY:
+            return True
+        if sel.kind is PeerKind.ENDPOINTS:
+            assert sel.selector is not None
+            if peer.labels is not None and sel.selector.matches(peer.labels):
+                return True
+        elif sel.kind is PeerKind.CIDR and peer.kind == "ext":
+            assert sel.cidr is not None and peer.ip is not None
+            addr = ipaddress.ip_address(peer.ip)
+            cidr, excepts = sel.cidr.cidr, sel.cidr.excepts
+            if any(addr in e for e in excepts if e.version == addr.version):
+                continue
+            if addr.version == cidr.version and addr in cidr:
+                return True
+            # Documented: a /0 of either family selects world (identity 2), which is
+            # every external address not inside a prefix some policy names.
+            plain_world = not any(addr in n for n in policy_prefixes(policies) if n.version == addr.version)
+            if cidr.prefixlen == 0 and plain_world and not any(e.prefixlen == 0 for e in excepts):
+                return True
+        elif sel.kind is PeerKind.ENTITY:
+            name = sel.entity
+            if name == "all":
+                return True
+            if name == "world" and peer.kind == "ext":
+                return True
+            if name == "cluster" and peer.kind in ("ep", "pod", "host"):
+                return True
+            if name == "host" and peer.kind == "host":
+                return True
+    return False
+
+
+def port_matches(rule: Rule, port: int, proto: Protocol) -> bool:
+    if rule.all_ports:
+        return True
+    for p in rule.ports:
+        lo, hi = p.range
+        if proto in p.protocols and lo <= port <= hi:
+            return True
+    return any(i.protocol is proto and i.type == port for i in rule.icmps)
+
+
+@dataclass(frozen=True)
+class RefDirection:
+    enforced: bool
+    allowed: bool
+    allow_rules: frozenset[tuple[str, str]]
+    deny_rules: frozenset[tuple[str, str]]
+
+
+def ref_direction(
+    policies: list[Policy],
+    ep: EndpointView,
+    direction: Direction,
+    remote: Peer,
+    port: int,
+    proto: Protocol,
+    options: CompileOptions,
+) -> RefDirection:
+    labels = ep.labels.merged(LabelSet.parse([f"k8s:io.kubernetes.pod.namespace={ep.namespace}"]))
+    specs = [
+        (p, s)
+        for p in policies
+        for s in p.specs
+        if (not p.namespace or p.namespace == ep.namespace)
+        and s.subject.matches(labels)
+        and direction in s.enforce
+    ]
+    if not specs:
+        return RefDirection(False, True, frozenset(), frozenset())
+    allows, denies = set(), set()
+    for p, s in specs:
+        for r in s.rules:
+            if r.direction is direction and peer_matches(r, remote, policies) and port_matches(r, port, proto):
+                (denies if r.action is Action.DENY else allows).add((p.name, r.path))
+    if denies:
+        ok = False
+    elif allows:
+        ok = True
+    elif direction is Direction.INGRESS and options.allow_localhost and remote.kind == "host":
+        ok = True
+    else:
+        ok = not any(direction in s.default_deny for _, s in specs)
+    return RefDirection(True, ok, frozenset(allows), frozenset(denies))
+
+
+# --------------------------------------------------------------------------- the property
+
+
+def peers_of(endpoints: list[EndpointView]) -> list[Peer]:
+    out = [
+        Peer("ep", ep.labels.merged(LabelSet.parse([f"k8s:io.kubernetes.pod.namespace={ep.namespace}"])), endpoint=ep)
+        for ep in endpoints
+    ]
+    out.append(Peer("pod", LabelSet.parse(REMOTE_POD_LABELS)))
+    out.append(Peer("host", ReservedIdentity.HOST.labels))
+    out.extend(Peer("ext", None, ip) for ip in EXTERNAL_IPS)
+    return out
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(world=worlds(), data=st.data())
+def test_trace_agrees_with_reference(
+    world: tuple[list[Policy], list[EndpointView], CompileOptions], data: st.DataObject
+) -> None:
+    policies, endpoints, options = world
+    compiled = compile_policies(policies, endpoints, {REMOTE_POD: list(REMOTE_POD_LABELS)}, options=options)
+    peers = peers_of(endpoints)
+    for _ in range(6):
+        src = data.draw(st.sampled_from(peers), label="src")
+        dst = data.draw(st.sampled_from([p for p in peers if p is not src]), label="dst")
+        if src.endpoint is None and dst.endpoint is None:
+            continue
+        proto = data.draw(st.sampled_from([Protocol.TCP, Protocol.UDP, Protocol.SCTP, Protocol.ICMP]))
+        port = data.draw(st.sampled_from((0, 8) if proto is Protocol.ICMP else PROBE_PORTS))
+
+        def to_trace_peer(p: Peer) -> Local | Remote:
+            if p.endpoint is not None:
+                return Local(p.endpoint.id)
+            if p.kind == "pod":
+                return Remote(REMOTE_POD)
+            if p.kind == "host":
+                return Remote(int(ReservedIdentity.HOST))
+            assert p.ip is not None
+            return Remote(compiled.resolve_ip(p.ip))
+
+        verdict = trace(compiled, to_trace_peer(src), to_trace_peer(dst), port, proto)
+        ref: dict[Direction, RefDirection] = {}
+        if src.endpoint is not None:
+            ref[Direction.EGRESS] = ref_direction(policies, src.endpoint, Direction.EGRESS, dst, port, proto, options)
+        if dst.endpoint is not None:
+            ref[Direction.INGRESS] = ref_direction(policies, dst.endpoint, Direction.INGRESS, src, port, proto, options)
+        expected = all(r.allowed for r in ref.values())
+        context = "\n".join(verdict.explanation)
+        assert verdict.allowed is expected, context
+
+        for got in (verdict.egress, verdict.ingress):
+            if got is None:
+                continue
+            want = ref[got.direction]
+            assert got.enforced is want.enforced, context
+            assert got.allowed is want.allowed, context
+            if got.rule is not None and got.rule.kind:
+                named = (got.rule.name, got.rule.section)
+                if got.allowed:
+                    if got.rule.section.endswith("enableDefaultDeny"):
+                        assert not want.allow_rules and not want.deny_rules, context
+                    else:
+                        assert named in want.allow_rules, context
+                else:
+                    assert named in want.deny_rules, context
+            elif got.enforced and got.rule is None:  # default deny
+                assert not got.allowed and not want.allow_rules and not want.deny_rules, context

@@ -175,7 +175,7 @@ flows = st.lists(st.tuples(st.sampled_from(PATHS), json_values), max_size=14).ma
 )
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(flows)
 def test_compiled_predicates_never_raise(flow: dict[str, Any]) -> None:
     for predicate in PREDICATES:

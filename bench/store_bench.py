@@ -1,0 +1,143 @@
+"""Flow store and filter benchmark: memory per stored flow, append, select and filter costs.
+
+    python3 bench/store_bench.py [--capacity 65535] [--json out.json]
+
+Memory is measured with tracemalloc: the store is created and filled to capacity with
+distinct compact-JSON responses made from a typical fixture flow (each with its own uuid and
+time, as real flows), and the traced memory still held afterwards is divided by the capacity.
+That includes the JSON bytes objects themselves and the store's slot arrays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from observer.filters import compile_filters  # noqa: E402
+from observer.store import EntryKind, FlowStore, flow_entry_predicate  # noqa: E402
+
+FIXTURES = REPO / "tests" / "fixtures" / "flows.jsonl"
+
+
+def typical_response() -> dict[str, Any]:
+    """The first fixture flow: a TCP SYN between two pods with labels, as the agent emits."""
+    line = FIXTURES.read_bytes().splitlines()[0]
+    response: dict[str, Any] = orjson.loads(line)
+    return response
+
+
+def variant(response: dict[str, Any], i: int) -> bytes:
+    flow = response["flow"]
+    flow["uuid"] = f"8c3e9a52-1c1f-4d0a-9a37-{i:012x}"
+    stamp = f"2026-11-26T12:{(i // 60) % 60:02d}:{i % 60:02d}.{i % 1_000_000_000:09d}Z"
+    flow["time"] = response["time"] = stamp
+    return orjson.dumps(response)
+
+
+def measure_memory(capacity: int) -> dict[str, float]:
+    response = typical_response()
+    sample = variant(response, 0)
+    tracemalloc.start()
+    before, _ = tracemalloc.get_traced_memory()
+    store = FlowStore(capacity)
+    empty, _ = tracemalloc.get_traced_memory()
+    for i in range(capacity):
+        store.append(1_700_000_000_000_000_000 + i, EntryKind.FLOW, variant(response, i))
+    full, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(store) == capacity
+    return {
+        "capacity": capacity,
+        "json_bytes_per_flow": len(sample),
+        "bytes_object_size": sys.getsizeof(sample),
+        "empty_store_bytes_per_slot": (empty - before) / (capacity + 1),
+        "bytes_per_stored_flow": (full - before) / capacity,
+        "store_overhead_per_flow": (full - before) / capacity - sys.getsizeof(sample),
+        "total_mib": (full - before) / 2**20,
+    }
+
+
+def timed(fn: Callable[[], object], repeat: int = 5) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def measure_speed(capacity: int) -> dict[str, float]:
+    response = typical_response()
+    payloads = [variant(response, i) for i in range(capacity)]
+    base = 1_700_000_000_000_000_000
+
+    def fill() -> FlowStore:
+        store = FlowStore(capacity)
+        append = store.append
+        for i, data in enumerate(payloads):
+            append(base + i, EntryKind.FLOW, data)
+        store.notify()
+        return store
+
+    append_s = timed(fill, 3)
+    store = fill()
+    flows = [
+        orjson.loads(line)["flow"]
+        for line in FIXTURES.read_bytes().splitlines()
+        if b'"flow"' in line[:8]
+    ]
+    filters = [
+        ("no filter", [], []),
+        ("source_pod", [{"source_pod": ["default/"]}], []),
+        ("label+verdict", [{"source_label": ["k8s:class=xwing"], "verdict": ["FORWARDED"]}], []),
+        (
+            "cidr+port --not dns",
+            [{"destination_ip": ["10.0.0.0/8"], "destination_port": ["80"]}],
+            [{"protocol": ["dns"]}],
+        ),
+    ]
+    out: dict[str, float] = {"append_ns_per_flow": append_s / capacity * 1e9}
+    for name, wl, bl in filters:
+        pred = compile_filters(wl, bl)
+        loops = 20_000 // len(flows)
+        per = timed(lambda p=pred: [p(f) for _ in range(loops) for f in flows]) / (
+            loops * len(flows)
+        )
+        out[f"filter_ns_per_flow[{name}]"] = per * 1e9
+    pred = flow_entry_predicate(compile_filters([{"source_label": ["k8s:class=xwing"]}], []))
+    out["select_all_no_predicate_ms"] = timed(lambda: store.select()) * 1e3
+    out["select_last20_predicate_ms"] = timed(lambda: store.select(number=20, predicate=pred)) * 1e3
+    out["select_all_predicate_ms"] = timed(lambda: store.select(predicate=pred), 2) * 1e3
+    follower = store.follower(store.oldest_seq)
+    out["follower_poll_all_ms"] = timed(lambda: store.follower(store.oldest_seq).poll()) * 1e3
+    del follower
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--capacity", type=int, default=65535)
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    args = parser.parse_args(argv)
+    results = {**measure_memory(args.capacity), **measure_speed(args.capacity)}
+    width = max(len(k) for k in results)
+    for key, value in results.items():
+        print(f"{key:<{width}}  {value:12.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -3,14 +3,17 @@
  * datapath.c - the endpoint datapath: tc programs on each endpoint's host-side veth.
  *
  * Per packet: parse (lib/parse.h) -> endpoint lookup -> conntrack + aggregation
- * (lib/conntrack.h) -> [policy verdict, to come] -> maybe one record on hb_events.
- * Both programs always return TC_ACT_OK for now: nothing is dropped.
+ * (lib/conntrack.h) -> peer identity (ipcache) and policy verdict (lib/policy.h) ->
+ * records on hb_events: a policy-verdict record for the first packet of a connection
+ * whose direction is enforced, a drop record for every packet policy refuses
+ * (TC_ACT_SHOT), a trace record when aggregation reports the packet.
  */
 #include "common.h"
 #include "events.h"
 #include "maps.h"
 #include "parse.h"
 #include "conntrack.h"
+#include "policy.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -23,20 +26,9 @@ struct hb_ctx {
 	__u32 ifindex;
 	__u32 ep_id;
 	__u32 ep_identity;
+	__u32 remote_identity; /* the peer's identity from the ipcache, 0 if unknown */
 	__u32 pkt_len;
 	__u8 obs_point; /* enum hb_obs_point */
-};
-
-/* Policy outcome carried by drop and policy-verdict records. Traces pass NULL
- * (all zero). The policy code that is still to come fills one of these. */
-struct hb_verdict {
-	__u32 drop_reason;       /* Cilium drop code, 0 unless HB_EVENT_DROP */
-	__u32 src_identity;      /* 0 = use what the datapath knows (the endpoint side) */
-	__u32 dst_identity;
-	__u32 policy_rule_id;
-	__u8 policy_match_type;
-	__u8 policy_dir;         /* enum hb_policy_dir */
-	__u8 audited;
 };
 
 /* Emit one hb_flow_event of any type (trace, drop, policy verdict). Every field of
@@ -80,12 +72,12 @@ static __always_inline void hb_emit_flow(struct __sk_buff *skb, const struct hb_
 	__builtin_memcpy(e->eth_dst, ctx->pkt.eth_dst, 6);
 
 	/* The endpoint is the source of what leaves it and the destination of what
-	 * enters it; the peer's identity needs the ipcache (not looked up yet). */
+	 * enters it; the peer's identity comes from the ipcache. */
 	if (ctx->obs_point == HB_OBS_FROM_ENDPOINT) {
 		e->src_identity = ctx->ep_identity;
-		e->dst_identity = 0;
+		e->dst_identity = ctx->remote_identity;
 	} else {
-		e->src_identity = 0;
+		e->src_identity = ctx->remote_identity;
 		e->dst_identity = ctx->ep_identity;
 	}
 	if (verdict) {
@@ -119,6 +111,7 @@ static __always_inline int hb_handle(struct __sk_buff *skb, __u8 obs_point)
 {
 	struct hb_endpoint_info *ep;
 	struct hb_ctx ctx = {};
+	__u8 gen;
 	int err;
 
 	err = hb_parse(skb, &ctx.pkt);
@@ -142,19 +135,25 @@ static __always_inline int hb_handle(struct __sk_buff *skb, __u8 obs_point)
 
 	hb_ct_process(&ctx.pkt, ctx.ifindex, ctx.pkt_len, ctx.now, &ctx.cfg, &ctx.ct);
 
-	/*
-	 * ==== POLICY VERDICT: to be added here ====
-	 * Parsing and the conntrack lookup are done (ctx.pkt, ctx.ct). The policy code
-	 * calls its verdict function here, e.g.
-	 *     struct hb_verdict v = {};
-	 *     int act = hb_policy_verdict(&ctx, &v);
-	 *     if (act == TC_ACT_SHOT) {
-	 *             hb_emit_flow(skb, &ctx, HB_EVENT_DROP, v.drop_reason, HB_REPORT_VERDICT, &v);
-	 *             return TC_ACT_SHOT;
-	 *     }
-	 *     (and HB_EVENT_POLICY_VERDICT records for new connections)
-	 * Verdict records are always emitted, whatever the aggregation decided.
-	 */
+	/* Policy. The peer is the destination of what the endpoint sends and the source
+	 * of what it receives. Verdict records go out whatever aggregation decided. */
+	gen = hb_policy_generation();
+	ctx.remote_identity = hb_ipcache_identity(obs_point == HB_OBS_FROM_ENDPOINT ? ctx.pkt.daddr : ctx.pkt.saddr,
+						  ctx.pkt.ip_version, gen);
+	if (ep) {
+		struct hb_verdict v = {};
+		__u32 remote = ctx.remote_identity ? ctx.remote_identity : HB_IDENTITY_WORLD;
+		int pv = hb_policy_check(&ctx.pkt, &ctx.ct, ctx.ep_id, ctx.ep_identity, obs_point, remote, gen, &v);
+
+		if (pv != HB_PV_NONE && ctx.ct.ct_state == HB_CT_NEW)
+			hb_emit_flow(skb, &ctx, HB_EVENT_POLICY_VERDICT, 0, HB_REPORT_VERDICT, &v);
+		if (pv == HB_PV_DROP) {
+			if (ctx.ct.ct_state == HB_CT_NEW)
+				hb_ct_forget(&ctx.pkt, ctx.ifindex);
+			hb_emit_flow(skb, &ctx, HB_EVENT_DROP, (__u8)v.drop_reason, HB_REPORT_VERDICT, &v);
+			return TC_ACT_SHOT;
+		}
+	}
 
 	if (ctx.ct.report_reason) {
 		hb_dbg("hb: report obs %u reason 0x%x len %u", obs_point, ctx.ct.report_reason, ctx.pkt_len);

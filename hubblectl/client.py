@@ -146,7 +146,9 @@ def _credentials(target: Target, tls: TLSOptions, timeout: float) -> tuple[grpc.
     return creds, options
 
 
-def _connect_error(server: str, target: Target, timeout: float, use_tls: bool) -> ServerError:
+def _connect_error(
+    server: str, target: Target, timeout: float, use_tls: bool, tls: TLSOptions | None = None
+) -> ServerError:
     path = target.unix_path
     if path is not None:
         if not os.path.exists(path):
@@ -157,6 +159,20 @@ def _connect_error(server: str, target: Target, timeout: float, use_tls: bool) -
         if not os.access(path, os.R_OK | os.W_OK):
             return ServerError(f"cannot connect to {server}: permission denied on {path} (try as root)")
         return ServerError(f"cannot connect to {server}: no answer within {timeout:g}s")
+    from observer.server.tls import diagnose_tls
+
+    tls = tls or TLSOptions()
+    cause = diagnose_tls(
+        target.address,
+        tls=use_tls,
+        ca=tls.ca_cert_files,
+        cert=tls.client_cert_file,
+        key=tls.client_key_file,
+        server_name=tls.server_name,
+        timeout=min(timeout, 3.0),
+    )
+    if cause:
+        return ServerError(f"cannot connect to {server}: {cause}")
     hint = (
         "check --tls-server-name and the CA files"
         if use_tls
@@ -348,5 +364,5 @@ def connect(
             grpc.channel_ready_future(channel).result(timeout=timeout)
         except grpc.FutureTimeoutError:
             channel.close()
-            raise _connect_error(server, target, timeout, use_tls) from None
+            raise _connect_error(server, target, timeout, use_tls, tls) from None
     return Client(channel, server, target, request_timeout)

@@ -389,8 +389,9 @@ def run_observe(ctx: click.Context, params: Mapping[str, Any], *, now: Timestamp
         else:
             _observe_server(params, request, printer)
     except KeyboardInterrupt:
+        # Ctrl-C ends a follow: flush what we have and leave quietly with 128+SIGINT.
         _close_quietly(printer)
-        ctx.exit(130)
+        raise SystemExit(130) from None
     finally:
         _close_quietly(printer)
 

@@ -146,16 +146,40 @@ def compile_selectors(field: str, value: Any) -> tuple[Selector, ...]:
     return tuple(selectors)
 
 
+_LABEL_CACHE_MAX = 4096
+
+
 def label_predicate(
     selectors: tuple[Selector, ...], labels_of: Callable[[Mapping[str, Any]], Iterable[object]]
 ) -> FlowPredicate:
-    """OR over ``selectors`` of the labels ``labels_of(flow)`` returns."""
+    """OR over ``selectors`` of the labels ``labels_of(flow)`` returns.
+
+    Flows of one endpoint carry the same label list, so the result is memoised per distinct
+    list (at most ``_LABEL_CACHE_MAX`` of them, then the memo starts over): the common case
+    costs a tuple and a dict lookup instead of splitting every label.
+    """
     if any(sel.empty() for sel in selectors):
         return lambda flow: True
+    memo: dict[tuple[object, ...], bool] = {}
+
+    def evaluate(labels: Iterable[object]) -> bool:
+        parsed = parse_labels(labels)
+        for sel in selectors:  # noqa: SIM110 (hot path: faster than any())
+            if sel.matches_parsed(parsed):
+                return True
+        return False
 
     def match(flow: Mapping[str, Any]) -> bool:
-        parsed = parse_labels(labels_of(flow))
-        return any(sel.matches_parsed(parsed) for sel in selectors)
+        key = tuple(labels_of(flow))
+        try:
+            hit = memo.get(key)
+        except TypeError:  # unhashable junk in a malformed flow
+            return evaluate(key)
+        if hit is None:
+            if len(memo) >= _LABEL_CACHE_MAX:
+                memo.clear()
+            hit = memo[key] = evaluate(key)
+        return hit
 
     return match
 

@@ -226,12 +226,8 @@ def _decode(
             policy_rule_id, agg_packets, _pad0,
             agg_bytes,
         ) = _unpack_from(buf)  # fmt: skip
-    except (
-        struct.error,
-        TypeError,
-        ValueError,
-        BufferError,
-    ) as exc:  # non-contiguous or odd buffers
+    except (struct.error, TypeError, ValueError, BufferError) as exc:
+        # e.g. a memoryview of a non-byte format, or an object that is sized but not a buffer
         raise DecodeError(f"cannot unpack flow event: {exc}") from exc
 
     if etype not in _TYPES:

@@ -45,7 +45,7 @@ from observer.parser.summary import (
     icmpv4_type_code,
     icmpv6_type_code,
 )
-from observer.parser.timestamps import format_timestamp
+from observer.parser.timestamps import TimestampFormatter
 
 FlowDict = dict[str, Any]
 
@@ -151,8 +151,7 @@ class FlowBuilder:
         "_flags",
         "_node_name",
         "_resolver",
-        "_sec",
-        "_sec_prefix",
+        "_time",
         "_uuid_batch",
         "_uuids",
     )
@@ -174,8 +173,7 @@ class FlowBuilder:
         self._entropy = entropy
         self._uuid_batch = uuid_batch
         self._uuids: list[str] = []
-        self._sec = 0
-        self._sec_prefix = format_timestamp(0)[:-1]
+        self._time = TimestampFormatter()
         # id(info) -> (info, endpoint dict); holding ``info`` keeps its id from being reused
         self._ep_cache: dict[int, tuple[EndpointInfo, dict[str, Any]]] = {}
         self._event_types: dict[int, dict[str, int]] = {}
@@ -216,19 +214,6 @@ class FlowBuilder:
         text = out.decode()
         self._uuids.extend(text[i : i + 36] for i in range(0, 36 * n, 36))
 
-    def _time(self, wall_ns: int) -> str:
-        sec, nanos = divmod(wall_ns, 1_000_000_000)
-        if sec != self._sec:
-            self._sec_prefix = format_timestamp(sec * 1_000_000_000)[:-1]
-            self._sec = sec
-        if nanos == 0:
-            return self._sec_prefix + "Z"
-        if nanos % 1_000_000 == 0:
-            return self._sec_prefix + ".%03dZ" % (nanos // 1_000_000)  # noqa: UP031
-        if nanos % 1_000 == 0:
-            return self._sec_prefix + ".%06dZ" % (nanos // 1_000)  # noqa: UP031
-        return self._sec_prefix + ".%09dZ" % nanos  # noqa: UP031
-
     def _endpoint(self, info: EndpointInfo | None, identity: int) -> dict[str, Any] | None:
         if info is None:
             return {"identity": identity} if identity else None
@@ -246,11 +231,7 @@ class FlowBuilder:
         Written for speed; the rules it implements are in the module docstring. Raises
         ``ValueError`` only for a ``wall_ns`` outside years 1..9999.
         """
-        sec, nanos = divmod(wall_ns, 1_000_000_000)
-        if sec == self._sec and nanos % 1_000 != 0:
-            t = self._sec_prefix + ".%09dZ" % nanos  # noqa: UP031
-        else:
-            t = self._time(wall_ns)
+        t = self._time(wall_ns)
         etype = ev.type
         node_name = self._node_name
         resolver = self._resolver
@@ -344,19 +325,8 @@ class FlowBuilder:
                     summary = "ICMPv6 " + icmpv6_type_code(icmp_type, icmp_code)
             else:
                 summary = "IPv4" if ipv == 4 else "IPv6"
-            ep_cache = self._ep_cache
-            info = resolver.by_ip(saddr)
-            cached = ep_cache.get(id(info))
-            if cached is not None and cached[0] is info:
-                src = cached[1]
-            else:
-                src = self._endpoint(info, ev.src_identity)
-            info = resolver.by_ip(daddr)
-            cached = ep_cache.get(id(info))
-            if cached is not None and cached[0] is info:
-                dst = cached[1]
-            else:
-                dst = self._endpoint(info, ev.dst_identity)
+            src = self._endpoint(resolver.by_ip(saddr), ev.src_identity)
+            dst = self._endpoint(resolver.by_ip(daddr), ev.dst_identity)
         else:
             summary = "Ethernet"
             src = {"identity": ev.src_identity} if ev.src_identity else None

@@ -336,8 +336,17 @@ def ipcache_lookup(
 ) -> int:
     """Longest-prefix match of ``ip`` in ``ipcache``; world (2) when nothing matches."""
     addr = ipaddress.ip_address(ip) if isinstance(ip, str) else ip
-    for plen in range(addr.max_prefixlen, -1, -1):
-        net = ipaddress.ip_network((addr, plen), strict=False)
+    lengths = sorted(
+        {net.prefixlen for net in ipcache if net.version == addr.version}, reverse=True
+    )
+    value = int(addr)
+    bits = addr.max_prefixlen
+    network_class: type[IPNetwork] = (
+        ipaddress.IPv4Network if addr.version == 4 else ipaddress.IPv6Network
+    )
+    for plen in lengths:
+        mask = ((1 << plen) - 1) << (bits - plen)
+        net = network_class((value & mask, plen))
         found = ipcache.get(net)
         if found is not None:
             return found

@@ -182,7 +182,9 @@ def _duplicate_key(node: yaml.Node, path: Path) -> tuple[Path, str, int] | None:
 
 
 def _parse_documents(text: str, filename: str) -> list[tuple[int, Any, yaml.Node]]:
-    loader = yaml.SafeLoader(text)
+    # libyaml's safe loader when available (same marks, ~10x faster), else pure Python.
+    loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = loader_class(text)
     docs: list[tuple[int, Any, yaml.Node]] = []
     try:
         while loader.check_node():

@@ -282,7 +282,7 @@ def diagnose_tls(
     try:
         probe = socket.create_connection((host, port), timeout=timeout)
     except OSError as err:
-        return f"cannot connect to {host}:{port}: {err.strerror or err}"
+        return f"nothing accepts connections at {host}:{port} ({err.strerror or err})"
     probe.close()
     if not tls:
         if _peer_certificate(host, port, server_name, timeout) is not None:
@@ -314,8 +314,22 @@ def diagnose_tls(
             # TLS 1.3: the server checks the client certificate after the client finished
             # the handshake; a rejection arrives as an alert on the first read.
             conn.settimeout(min(timeout, 1.0))
-            with contextlib.suppress(TimeoutError, socket.timeout):
-                conn.recv(1)
+            try:
+                first = conn.recv(1)
+            except (TimeoutError, socket.timeout):
+                first = b"?"
+            if not first:
+                # closed right after the handshake, without a word: BoringSSL (gRPC) servers
+                # reject a missing or untrusted client certificate this way
+                if cert is None:
+                    return (
+                        f"{host}:{port} closed the connection after the TLS handshake: it requires "
+                        "a client certificate (mutual TLS); give a client certificate and key"
+                    )
+                return (
+                    f"{host}:{port} closed the connection after the TLS handshake: it does not "
+                    "accept the client certificate (signed by a CA it does not trust?)"
+                )
     except ssl.SSLCertVerificationError as err:
         code = err.verify_code
         if code == _X509_EXPIRED:

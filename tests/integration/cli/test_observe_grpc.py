@@ -236,7 +236,7 @@ def test_follow_streams_new_flows_and_ctrl_c_exits_quietly(server: _Server) -> N
 
 
 def test_broken_pipe_exits_quietly() -> None:
-    big = b"".join(_fixture()[:9]) * 2000
+    big = (b"\n".join(_fixture()[:9]) + b"\n") * 2000
     producer = subprocess.Popen(
         [sys.executable, "-m", "hubblectl.cli.main", "observe", "--input-file", "-"],
         stdin=subprocess.PIPE,

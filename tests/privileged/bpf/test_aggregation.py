@@ -526,7 +526,18 @@ def test_pinned_maps_survive_a_restart(
     finally:
         dp.close()
     assert sorted(p.name for p in pin_root.iterdir()) == sorted(
-        ["hb_events", "hb_lost", "hb_parse_errors", "hb_config", "hb_endpoints", "hb_ct"]
+        [
+            "hb_events",
+            "hb_lost",
+            "hb_parse_errors",
+            "hb_config",
+            "hb_endpoints",
+            "hb_ct",
+            "hb_policy_state",
+            "hb_ep_policy",
+            "hb_policy",
+            "hb_ipcache",
+        ]
     )
     dp = open_datapath(bpf_build_dir, pin_root)
     try:

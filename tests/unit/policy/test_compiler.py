@@ -70,7 +70,9 @@ def build(
     return compile_policies(load(*docs), list(endpoints), {}, options=options)
 
 
-def entries(compiled: CompiledPolicy, ep: EndpointView) -> dict[tuple[object, ...], tuple[object, ...]]:
+def entries(
+    compiled: CompiledPolicy, ep: EndpointView
+) -> dict[tuple[object, ...], tuple[object, ...]]:
     """An endpoint's entries as plain tuples: (identity, dir, proto, port, plen) -> (action,
     match type, policy name, rule section)."""
     out: dict[tuple[object, ...], tuple[object, ...]] = {}
@@ -85,7 +87,13 @@ def entries(compiled: CompiledPolicy, ep: EndpointView) -> dict[tuple[object, ..
     return out
 
 
-def allowed(compiled: CompiledPolicy, src: Local | Remote, dst: Local | Remote, port: int, proto: Protocol = TCP) -> bool:
+def allowed(
+    compiled: CompiledPolicy,
+    src: Local | Remote,
+    dst: Local | Remote,
+    port: int,
+    proto: Protocol = TCP,
+) -> bool:
     return trace(compiled, src, dst, port, proto).allowed
 
 
@@ -207,7 +215,9 @@ def test_cidr_with_except_and_ipcache() -> None:
         ),
         options=CompileOptions(host_ips=("192.168.1.1",)),
     )
-    ten, svc, one = (ipaddress.ip_network(n) for n in ("10.0.0.0/8", "10.96.0.0/12", "192.0.2.1/32"))
+    ten, svc, one = (
+        ipaddress.ip_network(n) for n in ("10.0.0.0/8", "10.96.0.0/12", "192.0.2.1/32")
+    )
     ids = {net: c.ipcache[net] for net in (ten, svc, one)}
     assert all(i >= CIDR_IDENTITY_BASE for i in ids.values())
     assert len(set(ids.values())) == 3
@@ -256,9 +266,7 @@ def test_zero_cidr_selects_world_and_cidr_identities() -> None:
         pytest.param("health", {4}, id="health"),
         pytest.param("kube-apiserver", {7}, id="kube-apiserver"),
         pytest.param("world", {WORLD, "cidr"}, id="world-includes-cidr"),
-        pytest.param(
-            "cluster", {1, 3, 4, 5, 6, 7, 8, 5678, 1111, 2222, 3333, 4444}, id="cluster"
-        ),
+        pytest.param("cluster", {1, 3, 4, 5, 6, 7, 8, 5678, 1111, 2222, 3333, 4444}, id="cluster"),
         pytest.param("all", {0}, id="all-is-wildcard"),
         pytest.param("none", set(), id="none"),
     ],
@@ -274,7 +282,9 @@ def test_entities(entity: str, expected: set[object]) -> None:
         """
     )
     # A remote identity known only through the identities mapping counts as cluster.
-    c = compile_policies(load(policy), list(CAST), {4444: ["k8s:app=remote", "k8s:io.kubernetes.pod.namespace=x"]})
+    c = compile_policies(
+        load(policy), list(CAST), {4444: ["k8s:app=remote", "k8s:io.kubernetes.pod.namespace=x"]}
+    )
     cidr_id = c.ipcache[ipaddress.ip_network("203.0.113.0/24")]
     want = {cidr_id if e == "cidr" else e for e in expected}
     got = {ident for (ident, d, proto, _, _) in entries(c, XWING) if proto == 0}
@@ -303,7 +313,9 @@ def test_port_ranges_protocols_and_icmp() -> None:
         )
     )
     got = entries(c, DEATHSTAR)
-    tcp_range = {(port, plen) for (i, d, p, port, plen) in got if i == 1111 and p == 6 and port != 53}
+    tcp_range = {
+        (port, plen) for (i, d, p, port, plen) in got if i == 1111 and p == 6 and port != 53
+    }
     assert tcp_range == {(8000, 10), (8064, 12), (8080, 16)}  # 8000-8063, 8064-8079, 8080
     assert {p for (i, _, p, port, _) in got if i == 1111 and port == 53} == {6, 17, 132}
     assert got[(2222, IN, 1, 8, 16)][1] is MatchType.L3_L4
@@ -351,14 +363,21 @@ def test_empty_rule_denies_all_and_enable_default_deny_false() -> None:
     )
     c = build(only_deny)
     got = entries(c, XWING)
-    assert got[(0, OUT, 0, 0, 0)] == (Action.ALLOW, MatchType.ALL, "no-world", "spec.enableDefaultDeny")
+    assert got[(0, OUT, 0, 0, 0)] == (
+        Action.ALLOW,
+        MatchType.ALL,
+        "no-world",
+        "spec.enableDefaultDeny",
+    )
     assert got[(WORLD, OUT, 0, 0, 0)][0] is Action.DENY
     assert allowed(c, Local(XWING.id), Local(DEATHSTAR.id), 80)
     assert not allowed(c, Local(XWING.id), Remote(WORLD), 80)
 
 
 def test_default_deny_wins_over_default_allow_of_another_policy() -> None:
-    soft = cnp("endpointSelector: {}\nenableDefaultDeny: {ingress: false}\ningressDeny: []\n", name="soft")
+    soft = cnp(
+        "endpointSelector: {}\nenableDefaultDeny: {ingress: false}\ningressDeny: []\n", name="soft"
+    )
     hard = cnp("endpointSelector: {matchLabels: {class: xwing}}\ningress: []\n", name="hard")
     c = build(soft, hard, options=CompileOptions(allow_localhost=False))
     assert not entries(c, XWING)  # hard's default deny wins: no synthetic allow-all
@@ -410,7 +429,9 @@ def test_audit_mode() -> None:
 
 def test_endpoints_share_entry_maps_and_compiler_errors() -> None:
     twin = EndpointView.create(20, 1111, "default", ["k8s:org=empire", "k8s:class=tiefighter"])
-    c = build(cnp("endpointSelector: {}\ningress: [{fromEntities: [cluster]}]\n"), endpoints=[*CAST, twin])
+    c = build(
+        cnp("endpointSelector: {}\ningress: [{fromEntities: [cluster]}]\n"), endpoints=[*CAST, twin]
+    )
     assert c.endpoints[twin.id].entries is c.endpoints[TIEFIGHTER.id].entries
     with pytest.raises(PolicyError, match="duplicate policy"):
         compile_policies(load(SW_POLICY) * 2, list(CAST), {})
@@ -423,7 +444,12 @@ def test_policy_key_bits() -> None:
     k_range = PolicyKey(5000, IN, 6, 80, 15)  # 80-81
     k_tcp = PolicyKey(5000, IN, 6, 0, 0)
     k_any = PolicyKey(5000, IN)
-    assert (k80.lpm_prefix_len, k_range.lpm_prefix_len, k_tcp.lpm_prefix_len, k_any.lpm_prefix_len) == (24, 23, 8, 0)
+    assert (
+        k80.lpm_prefix_len,
+        k_range.lpm_prefix_len,
+        k_tcp.lpm_prefix_len,
+        k_any.lpm_prefix_len,
+    ) == (24, 23, 8, 0)
     assert k80.bpf_prefix_len == 64 and k_any.bpf_prefix_len == 40
     assert k_range.port_range == (80, 81) and k_tcp.port_range == (0, 65535)
     assert k_any.covers(k80) and k_tcp.covers(k_range) and k_range.covers(k80)
@@ -442,7 +468,13 @@ def _canonical(c: CompiledPolicy) -> dict[int, tuple[object, ...]]:
     out: dict[int, tuple[object, ...]] = {}
     for ep_id, ep in c.endpoints.items():
         ent = {
-            (k.identity if k.identity < CIDR_IDENTITY_BASE else "cidr", k.direction, k.protocol, k.port, k.port_prefix_len): (
+            (
+                k.identity if k.identity < CIDR_IDENTITY_BASE else "cidr",
+                k.direction,
+                k.protocol,
+                k.port,
+                k.port_prefix_len,
+            ): (
                 e.action,
                 e.match_type,
                 c.rules[e.rule_id],
@@ -496,7 +528,12 @@ def test_incremental_recompile_matches_fresh_and_diff_is_minimal() -> None:
     assert ipaddress.ip_network("10.213.0.12/32") in d.ipcache_deletes  # turned has no address
 
     # A policy is added: existing rule ids stay, the new ones are appended.
-    extra = load(cnp("endpointSelector: {matchLabels: {class: tiefighter}}\negress: [{toEntities: [world]}]\n", name="tie"))
+    extra = load(
+        cnp(
+            "endpointSelector: {matchLabels: {class: tiefighter}}\negress: [{toEntities: [world]}]\n",
+            name="tie",
+        )
+    )
     fourth = compile_policies([*policies, *extra], eps, {}, previous=third)
     for rid, ref in third.rules.items():
         assert fourth.rules[rid] == ref

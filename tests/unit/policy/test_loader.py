@@ -56,7 +56,7 @@ ERROR_CASES = [
         GOOD + "---\napiVersion: cilium.io/v2\nkind: a: b\n",
         2,
         "",
-        "line 12, column 8: invalid YAML: mapping values are not allowed here",
+        "line 12, column 8: invalid YAML: mapping values are not allowed",
         12,
         id="bad-yaml-line-number",
     ),
@@ -64,7 +64,7 @@ ERROR_CASES = [
         "a: b\n  c: d\n",
         1,
         "",
-        "line 2, column 4: invalid YAML: mapping values are not allowed here",
+        "line 2, column 4: invalid YAML: mapping values are not allowed",
         2,
         id="bad-yaml-first-document",
     ),
@@ -623,7 +623,9 @@ def test_cilium_ports_icmps_cidrs_entities() -> None:
     assert first.peers[2].cidr is not None
     assert first.peers[2].cidr.excepts == (ipaddress.ip_network("172.16.1.0/24"),)
     assert second.icmps == (IcmpRule(6, 128), IcmpRule(4, 8))
-    assert policy.specs[0].subject.requirements == (Requirement("k8s", "app", Operator.IN, ("api",)),)
+    assert policy.specs[0].subject.requirements == (
+        Requirement("k8s", "app", Operator.IN, ("api",)),
+    )
 
 
 def test_namespace_scoping_of_peer_selectors() -> None:
@@ -667,7 +669,9 @@ def test_clusterwide_peer_selector_requires_a_pod() -> None:
     )
 
 
-K8S_HEAD = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: np, namespace: shop}\n"
+K8S_HEAD = (
+    "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: np, namespace: shop}\n"
+)
 
 
 @pytest.mark.parametrize(

@@ -199,7 +199,11 @@ NS = "io.kubernetes.pod.namespace"
             {"matchLabels": {"reserved:host": ""}}, "default", False, False, True, id="reserved"
         ),
         pytest.param(
-            {"matchExpressions": [{"key": "io.cilium.k8s.namespace.labels.team", "operator": "DoesNotExist"}]},
+            {
+                "matchExpressions": [
+                    {"key": "io.cilium.k8s.namespace.labels.team", "operator": "DoesNotExist"}
+                ]
+            },
             "default",
             True,
             True,

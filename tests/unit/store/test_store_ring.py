@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from observer.errors import ConfigError
 from observer.filters import compile_filters
@@ -279,3 +281,66 @@ def test_flows_rate_counts_only_flows() -> None:
         store.append(5 * S + k, LOST, b"x")
     store.append(5 * S, EntryKind.NODE_STATUS, b"x")
     assert store.flows_rate(5 * S) == 0.0
+
+
+def naive_select(
+    retained: list[Entry], number: int, first: bool, since: int | None, until: int | None
+) -> list[int]:
+    """The documented selection, written the slow and obvious way."""
+    window = [
+        e
+        for e in retained
+        if (since is None or e.time_ns >= since) and (until is None or e.time_ns <= until)
+    ]
+    candidates = [e for e in window if e.kind != LOST and e.data.endswith(b"1}")]
+    if number == 0:
+        chosen = candidates
+    elif first or since is not None:
+        chosen = candidates[:number]
+    else:
+        chosen = candidates[-number:]
+    if not chosen:
+        return (
+            [e.seq for e in window if e.kind == LOST]
+            if number == 0 or len(candidates) < number
+            else []
+        )
+    lo, hi = chosen[0].seq, chosen[-1].seq
+    forward = number == 0 or first or since is not None
+    if number == 0 or len(chosen) < number:
+        lo, hi = retained[0].seq, retained[-1].seq
+    elif forward:
+        lo = retained[0].seq
+    else:
+        hi = retained[-1].seq
+    chosen_seqs = {e.seq for e in chosen}
+    return [e.seq for e in window if e.seq in chosen_seqs or (e.kind == LOST and lo <= e.seq <= hi)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    capacity=st.sampled_from([1, 3, 7, 15]),
+    appends=st.lists(
+        st.tuples(st.integers(0, 20), st.sampled_from([FLOW, FLOW, FLOW, LOST]), st.integers(0, 1)),
+        max_size=30,
+    ),
+    number=st.integers(0, 6),
+    first=st.booleans(),
+    since=st.none() | st.integers(0, 20),
+    until=st.none() | st.integers(0, 20),
+)
+def test_select_matches_naive_model(
+    capacity: int,
+    appends: list[tuple[int, int, int]],
+    number: int,
+    first: bool,
+    since: int | None,
+    until: int | None,
+) -> None:
+    store = FlowStore(capacity)
+    for t, kind, odd_flag in appends:
+        store.append(t, kind, b'{"m":%d}' % odd_flag)
+    retained = [e for e in (store.get(s) for s in range(store.next_seq)) if e is not None]
+    predicate = lambda e: e.data.endswith(b"1}")  # noqa: E731
+    got = seqs(store.select(number, first, since, until, predicate))
+    assert got == naive_select(retained, number, first, since, until)

@@ -1,0 +1,691 @@
+"""The relay's gRPC services: Hubble's observer.Observer and our hubblectl.v1.FlowStream,
+answered from all nodes of the peer pool.
+
+A GetFlows request (either stream) becomes a ``FlowSession``: the request goes unchanged to
+every connected node (over the batched stream when the node offers it, else Hubble's
+standard GetFlows), each node's responses are pushed into one ``TimeMerger`` (merge.py) and
+the merged JSON lines go to the client. The session puts node-status events in the stream as
+Hubble Relay does: NODE_CONNECTED / NODE_UNAVAILABLE first, then NODE_UNAVAILABLE or
+NODE_ERROR when a node's stream fails, NODE_CONNECTED when it comes back (follow mode
+reconnects and resumes after the last response seen from that node), NODE_GONE when the
+Peer service removes it.
+
+``number`` across nodes (docs/relay.md): each node is asked for ``number``; without
+``follow`` the relay returns the first (``first`` or ``since``) or last ``number`` flows of
+the merged stream; with ``follow``, each node's history passes through (up to ``number`` per
+node, as in Hubble), since a node's stream does not mark where its history ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import grpc
+import orjson
+from grpc_health.v1 import _async as health_async
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from observer import __version__
+from observer.api.convert import response_to_json_line, response_to_proto
+from observer.api.v1.hubblectl import agent_pb2, agent_pb2_grpc
+from observer.api.v1.observer import observer_pb2, observer_pb2_grpc
+from observer.errors import ConfigError
+from observer.relay.merge import FirstN, LastN, TimeMerger, TimeParser, response_time_ns
+from observer.relay.pool import (
+    Backoff,
+    Peer,
+    PeerPool,
+    PeerSpec,
+    PeerState,
+    PoolOptions,
+    UpstreamTLS,
+)
+from observer.relay.status import (
+    NODE_CONNECTED,
+    NODE_ERROR,
+    NODE_GONE,
+    NODE_UNAVAILABLE,
+    RELAY_VERSION_KEY,
+    NodeReport,
+    get_nodes,
+    node_status_line,
+    server_status,
+)
+from observer.server.query import InvalidRequest, compile_request
+from observer.server.tls import server_credentials
+
+log = logging.getLogger(__name__)
+
+HEALTH_SERVICE: Final = "hubble.server.Observer"
+BATCH_MAX_BYTES: Final = 512 * 1024
+OUTPUT_LIMIT: Final = 8192  # merged lines waiting for a slow client before readers pause
+FOLLOW_IDLE_NS: Final = 100_000_000  # a quiet node stops holding back a live stream after this
+_NS: Final = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    """Settings of ``hubblectl relay``."""
+
+    listen_address: str = ":4245"
+    peers: tuple[PeerSpec, ...] = ()
+    peer_service: str | None = None
+    cluster_name: str = "default"
+    node_name: str = ""
+    dial_timeout_s: float = 5.0
+    retry_timeout_s: float = 30.0
+    initial_backoff_s: float = 0.1
+    sort_buffer_len_max: int = 100
+    sort_buffer_drain_timeout_s: float = 1.0
+    upstream_tls: UpstreamTLS = field(default_factory=UpstreamTLS)
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_client_ca_files: tuple[str, ...] = ()
+
+    @property
+    def absolute_node_name(self) -> str:
+        """The name the relay's own node-status events carry (``<cluster>/<host>``)."""
+        if self.node_name:
+            return self.node_name if "/" in self.node_name else f"{self.cluster_name}/{self.node_name}"
+        return f"{self.cluster_name}/{socket.gethostname().split('.')[0]}"
+
+    def validate(self) -> None:
+        if not self.peers and not self.peer_service:
+            raise ConfigError("no peers: give --peer NAME=ADDR or --peer-service ADDR")
+        if self.sort_buffer_len_max < 1:
+            raise ConfigError("--sort-buffer-len-max must be at least 1")
+        if self.sort_buffer_drain_timeout_s <= 0:
+            raise ConfigError("--sort-buffer-drain-timeout must be positive")
+        if self.dial_timeout_s <= 0:
+            raise ConfigError("--dial-timeout must be positive")
+        if self.retry_timeout_s <= 0:
+            raise ConfigError("--retry-timeout must be positive")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ConfigError("--tls-cert-file and --tls-key-file must be given together")
+        if self.tls_client_ca_files and not self.tls_cert_file:
+            raise ConfigError("--tls-client-ca-files needs --tls-cert-file and --tls-key-file")
+        up = self.upstream_tls
+        if bool(up.cert_file) != bool(up.key_file):
+            raise ConfigError("--tls-client-cert-file and --tls-client-key-file must be given together")
+        if not self.cluster_name or "/" in self.cluster_name:
+            raise ConfigError(f"--cluster-name: invalid cluster name {self.cluster_name!r}")
+
+
+def listen_target(address: str) -> str:
+    """``:4245`` -> ``[::]:4245`` (every address), others unchanged."""
+    address = address.strip()
+    if address.startswith(":"):
+        return "[::]" + address
+    return address
+
+
+def _is_flow(line: bytes) -> bool:
+    return line.startswith(b'{"flow"')
+
+
+@dataclass
+class _Track:
+    """What a session knows about one node."""
+
+    reported: str = ""  # the last state announced in this stream
+    failed_generation: int | None = None
+    retry_at: float = 0.0
+    last_time_ns: int | None = None
+    backoff: Backoff = field(default_factory=lambda: Backoff(0.2, 5.0))
+
+    @classmethod
+    def for_config(cls, config: RelayConfig) -> _Track:
+        return cls(backoff=Backoff(config.initial_backoff_s, config.retry_timeout_s))
+
+
+class FlowSession:
+    """One client's GetFlows over all nodes; ``batches()`` yields lists of JSON lines."""
+
+    def __init__(
+        self,
+        pool: PeerPool,
+        request: observer_pb2.GetFlowsRequest,
+        config: RelayConfig,
+        *,
+        mono_ns: Callable[[], int] = time.monotonic_ns,
+        wall_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self._pool = pool
+        self._request = request
+        self._config = config
+        self._node_name = config.absolute_node_name
+        self._mono = mono_ns
+        self._wall = wall_ns
+        self._follow = bool(request.follow)
+        drain_ns = int(config.sort_buffer_drain_timeout_s * _NS)
+        idle = min(drain_ns, FOLLOW_IDLE_NS) if self._follow else drain_ns
+        self._merger: TimeMerger[bytes] = TimeMerger(config.sort_buffer_len_max, drain_ns, idle)
+        self._first: FirstN[bytes] | None = None
+        self._last: LastN[bytes] | None = None
+        number = int(request.number)
+        if number and not self._follow:
+            if request.first or request.HasField("since"):
+                self._first = FirstN(number, _is_flow)
+            else:
+                self._last = LastN(number, _is_flow)
+        self._out: list[bytes] = []
+        self._out_event = asyncio.Event()
+        self._space = asyncio.Event()
+        self._timer_wake = asyncio.Event()
+        self._timer_deadline: int | None = None
+        self._readers: dict[str, asyncio.Task[None]] = {}
+        self._tracks: dict[str, _Track] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._done = False
+
+    # --- output -------------------------------------------------------------------------
+
+    def _signal_output(self) -> None:
+        self._out_event.set()
+
+    def _signal_space(self) -> None:
+        event, self._space = self._space, asyncio.Event()
+        event.set()
+
+    def _status(self, state: str, names: Sequence[str], message: str = "") -> None:
+        self._out.append(node_status_line(state, names, message, self._node_name, self._wall()))
+        self._signal_output()
+
+    def _emit(self, items: list[bytes]) -> None:
+        if not items or self._done:
+            return
+        if self._first is not None:
+            self._out.extend(self._first.feed(items))
+            if self._first.done:
+                self._finish()
+        elif self._last is not None:
+            self._last.feed(items)
+        else:
+            self._out.extend(items)
+        self._signal_output()
+
+    def _finish(self) -> None:
+        """End of the stream: everything still buffered goes out in order."""
+        if self._done:
+            return
+        rest = self._merger.drain()
+        if self._first is not None:
+            self._out.extend(self._first.feed(rest))
+        elif self._last is not None:
+            self._last.feed(rest)
+            self._out.extend(self._last.result())
+        else:
+            self._out.extend(rest)
+        self._done = True
+        self._signal_output()
+        self._signal_space()
+
+    # --- the session ----------------------------------------------------------------------
+
+    async def batches(self) -> AsyncIterator[list[bytes]]:
+        try:
+            await self._begin()
+            while True:
+                if self._out:
+                    out, self._out = self._out, []
+                    self._signal_space()
+                    yield out
+                    continue
+                if self._done:
+                    return
+                self._out_event.clear()
+                await self._out_event.wait()
+        finally:
+            self._done = True
+            tasks = [*self._tasks, *self._readers.values()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _begin(self) -> None:
+        await self._pool.wait_settled(self._config.dial_timeout_s)
+        peers = self._pool.peers()
+        connected = [p for p in peers if p.connected]
+        for p in peers:
+            self._tracks[p.name] = _Track.for_config(self._config)
+        if connected:
+            self._status(NODE_CONNECTED, [p.name for p in connected])
+        by_error: dict[str, list[str]] = {}
+        for p in peers:
+            if not p.connected:
+                by_error.setdefault(p.last_error, []).append(p.name)
+                self._tracks[p.name].reported = NODE_UNAVAILABLE
+        for message, names in sorted(by_error.items()):
+            self._status(NODE_UNAVAILABLE, names, message)
+        now = self._mono()
+        for p in connected:
+            self._merger.add_source(p.name, now)
+        for p in connected:
+            self._tracks[p.name].reported = NODE_CONNECTED
+            self._start_reader(p)
+        self._tasks.append(asyncio.create_task(self._timer_loop()))
+        if self._follow:
+            self._tasks.append(asyncio.create_task(self._supervise()))
+        elif not connected:
+            self._finish()
+
+    def _request_for(self, track: _Track) -> observer_pb2.GetFlowsRequest:
+        if track.last_time_ns is None:
+            return self._request
+        # resuming a follow stream: everything after the last response seen from this node
+        req = observer_pb2.GetFlowsRequest()
+        req.CopyFrom(self._request)
+        req.number = 0
+        req.first = False
+        since = track.last_time_ns + 1
+        if req.HasField("since"):
+            since = max(since, req.since.seconds * _NS + req.since.nanos)
+        req.since.seconds, req.since.nanos = divmod(since, _NS)
+        return req
+
+    def _start_reader(self, peer: Peer) -> None:
+        track = self._tracks.setdefault(peer.name, _Track.for_config(self._config))
+        self._merger.add_source(peer.name, self._mono())
+        task = asyncio.create_task(self._read(peer, peer.generation, self._request_for(track), track))
+        self._readers[peer.name] = task
+
+    async def _read(self, peer: Peer, generation: int, request: observer_pb2.GetFlowsRequest, track: _Track) -> None:
+        name = peer.name
+        failure: tuple[str, str] | None = None
+        try:
+            await self._stream(peer, request, track)
+            if self._follow:
+                failure = (NODE_UNAVAILABLE, "the node ended the stream")
+        except grpc.aio.AioRpcError as err:
+            code = err.code()
+            message = err.details() or code.name
+            if code == grpc.StatusCode.UNAVAILABLE:
+                self._pool.report_failure(peer, generation, message)
+                failure = (NODE_UNAVAILABLE, message)
+            elif code == grpc.StatusCode.CANCELLED and self._done:
+                failure = None
+            else:
+                failure = (NODE_ERROR, f"{code.name}: {message}" if code != grpc.StatusCode.UNKNOWN else message)
+        finally:
+            if self._readers.get(name) is asyncio.current_task():
+                del self._readers[name]
+            self._emit(self._merger.remove_source(name, self._mono()))
+            self._wake_timer()
+        if failure is not None and not self._done:
+            state, message = failure
+            track.failed_generation = generation
+            track.retry_at = time.monotonic() + track.backoff.next()
+            track.reported = state
+            self._status(state, [name], message)
+        if not self._follow and not self._readers and not self._done:
+            self._finish()
+
+    async def _stream(self, peer: Peer, request: observer_pb2.GetFlowsRequest, track: _Track) -> None:
+        name = peer.name
+        if peer.supports_batched is not False:
+            parse = TimeParser()
+            call = peer.get_flows_batched(request)
+            got = False
+            try:
+                async for batch in call:
+                    if not got:
+                        got = True
+                        peer.supports_batched = True
+                        track.backoff.reset()
+                    lines = batch.json_lines.split(b"\n")
+                    if lines and not lines[-1]:
+                        lines.pop()
+                    items = [(response_time_ns(line, parse), line) for line in lines if line]
+                    await self._push(name, items, track)
+                    if self._done:
+                        return
+                return
+            except grpc.aio.AioRpcError as err:
+                if err.code() != grpc.StatusCode.UNIMPLEMENTED or got:
+                    raise
+                peer.supports_batched = False
+                log.info("node %s has no batched stream: using observer.Observer/GetFlows", name)
+            finally:
+                call.cancel()
+        call2 = peer.get_flows(request)
+        try:
+            async for resp in call2:
+                t = resp.time.seconds * _NS + resp.time.nanos if resp.HasField("time") else None
+                await self._push(name, [(t, response_to_json_line(resp)[:-1])], track)
+                if self._done:
+                    return
+        finally:
+            call2.cancel()
+
+    async def _push(self, name: str, items: list[tuple[int | None, bytes]], track: _Track) -> None:
+        newest = max((t for t, _ in items if t is not None), default=None)
+        merger = self._merger
+        i, n = 0, len(items)
+        while i < n and not self._done:
+            if len(self._out) >= OUTPUT_LIMIT or not merger.can_accept(name):
+                await self._space.wait()
+                continue
+            released, i = merger.push_many(name, items, i, self._mono())
+            self._emit(released)
+            self._wake_timer()
+        if newest is not None and (track.last_time_ns is None or newest > track.last_time_ns):
+            track.last_time_ns = newest
+
+    # --- time-driven release ----------------------------------------------------------------
+
+    def _wake_timer(self) -> None:
+        deadline = self._merger.next_deadline_ns()
+        if deadline is not None and (self._timer_deadline is None or deadline < self._timer_deadline):
+            self._timer_wake.set()
+
+    async def _timer_loop(self) -> None:
+        while not self._done:
+            deadline = self._merger.next_deadline_ns()
+            now = self._mono()
+            if deadline is not None and deadline <= now:
+                released = self._merger.poll(now)
+                if released:
+                    self._emit(released)
+                    self._signal_space()
+                if self._merger.next_deadline_ns() == deadline:
+                    await asyncio.sleep(0.001)  # nothing to release yet; do not spin
+                continue
+            self._timer_deadline = deadline
+            self._timer_wake.clear()
+            timeout = None if deadline is None else (deadline - now) / _NS
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._timer_wake.wait(), timeout)
+            self._timer_deadline = None
+
+    # --- follow: nodes that come, go and come back -------------------------------------------
+
+    async def _supervise(self) -> None:
+        version = self._pool.version
+        while not self._done:
+            wait = self._reconcile()
+            version = await self._pool.wait_changed(version, wait)
+
+    def _reconcile(self) -> float:
+        """Start streams for connected nodes without one; report removed nodes. Returns how
+        long to wait before looking again without a pool change (pending retries)."""
+        now = time.monotonic()
+        current = {p.name: p for p in self._pool.peers()}
+        for name in list(self._tracks):
+            if name not in current:
+                task = self._readers.pop(name, None)
+                if task is not None:
+                    task.cancel()
+                    self._emit(self._merger.remove_source(name, self._mono()))
+                self._tracks.pop(name)
+                self._status(NODE_GONE, [name])
+        wait = 5.0
+        for name, peer in current.items():
+            track = self._tracks.get(name)
+            if track is None:
+                track = self._tracks[name] = _Track.for_config(self._config)
+            if name in self._readers:
+                continue
+            if peer.state is not PeerState.CONNECTED:
+                if peer.state is PeerState.UNAVAILABLE and not track.reported:
+                    track.reported = NODE_UNAVAILABLE
+                    self._status(NODE_UNAVAILABLE, [name], peer.last_error)
+                continue
+            if (
+                track.failed_generation is None
+                or peer.generation > track.failed_generation
+                or now >= track.retry_at
+            ):
+                if track.reported != NODE_CONNECTED:
+                    self._status(NODE_CONNECTED, [name])
+                    track.reported = NODE_CONNECTED
+                self._start_reader(peer)
+            else:
+                wait = min(wait, max(0.01, track.retry_at - now))
+        return wait
+
+
+class RelayServices:
+    """What the servicers share: the pool and the configuration."""
+
+    def __init__(self, pool: PeerPool, config: RelayConfig) -> None:
+        self.pool = pool
+        self.config = config
+
+    @property
+    def version(self) -> str:
+        return f"hubblectl-relay v{__version__}"
+
+    async def reports(self) -> list[NodeReport]:
+        timeout = self.config.dial_timeout_s
+
+        async def one(peer: Peer) -> NodeReport:
+            base = NodeReport(
+                name=peer.name,
+                address=peer.address,
+                connected=peer.connected,
+                tls_enabled=peer.tls_enabled,
+                tls_server_name=peer.server_name,
+                error=peer.last_error,
+            )
+            if not peer.connected:
+                return base
+            try:
+                st = await peer.server_status(observer_pb2.ServerStatusRequest(), timeout=timeout)
+            except grpc.aio.AioRpcError as err:
+                return NodeReport(
+                    name=base.name,
+                    address=base.address,
+                    connected=err.code() != grpc.StatusCode.UNAVAILABLE,
+                    tls_enabled=base.tls_enabled,
+                    tls_server_name=base.tls_server_name,
+                    error=err.details() or err.code().name,
+                )
+            return NodeReport(
+                name=base.name,
+                address=base.address,
+                connected=True,
+                tls_enabled=base.tls_enabled,
+                tls_server_name=base.tls_server_name,
+                status=st,
+            )
+
+        return list(await asyncio.gather(*(one(p) for p in self.pool.peers())))
+
+    def session(self, request: observer_pb2.GetFlowsRequest) -> FlowSession:
+        return FlowSession(self.pool, request, self.config)
+
+
+async def _send_version(context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    await context.send_initial_metadata(((RELAY_VERSION_KEY, __version__),))
+
+
+async def _validate(request: observer_pb2.GetFlowsRequest, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    try:
+        compile_request(request)
+    except InvalidRequest as err:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+
+
+class RelayObserverServicer(observer_pb2_grpc.ObserverServicer):
+    """observer.Observer over all nodes."""
+
+    def __init__(self, services: RelayServices) -> None:
+        self._s = services
+
+    async def GetFlows(
+        self, request: observer_pb2.GetFlowsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[observer_pb2.GetFlowsResponse]:
+        await _validate(request, context)
+        await _send_version(context)
+        loads = orjson.loads
+        async for lines in self._s.session(request).batches():
+            for line in lines:
+                yield response_to_proto(loads(line))
+
+    async def GetAgentEvents(
+        self, request: observer_pb2.GetAgentEventsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[observer_pb2.GetAgentEventsResponse]:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "GetAgentEvents is not implemented by the relay")
+        yield observer_pb2.GetAgentEventsResponse()  # pragma: no cover
+
+    async def GetDebugEvents(
+        self, request: observer_pb2.GetDebugEventsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[observer_pb2.GetDebugEventsResponse]:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "GetDebugEvents is not implemented by the relay")
+        yield observer_pb2.GetDebugEventsResponse()  # pragma: no cover
+
+    async def ServerStatus(
+        self, request: observer_pb2.ServerStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> observer_pb2.ServerStatusResponse:
+        await _send_version(context)
+        return server_status(await self._s.reports(), self._s.version)
+
+    async def GetNodes(
+        self, request: observer_pb2.GetNodesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> observer_pb2.GetNodesResponse:
+        await _send_version(context)
+        return get_nodes(await self._s.reports())
+
+    async def GetNamespaces(
+        self, request: observer_pb2.GetNamespacesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> observer_pb2.GetNamespacesResponse:
+        await _send_version(context)
+        timeout = self._s.config.dial_timeout_s
+
+        async def one(peer: Peer) -> list[tuple[str, str]]:
+            try:
+                resp = await peer.get_namespaces(observer_pb2.GetNamespacesRequest(), timeout=timeout)
+            except grpc.aio.AioRpcError:
+                return []
+            return [(ns.cluster, ns.namespace) for ns in resp.namespaces]
+
+        results = await asyncio.gather(*(one(p) for p in self._s.pool.peers() if p.connected))
+        seen = sorted({pair for result in results for pair in result})
+        return observer_pb2.GetNamespacesResponse(
+            namespaces=[observer_pb2.Namespace(cluster=c, namespace=n) for c, n in seen]
+        )
+
+
+class RelayFlowStreamServicer(agent_pb2_grpc.FlowStreamServicer):
+    """hubblectl.v1.FlowStream over all nodes: the merged responses as JSON lines."""
+
+    def __init__(self, services: RelayServices) -> None:
+        self._s = services
+
+    async def GetFlowsBatched(
+        self, request: observer_pb2.GetFlowsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[agent_pb2.FlowBatch]:
+        await _validate(request, context)
+        await _send_version(context)
+        async for lines in self._s.session(request).batches():
+            start, size = 0, 0
+            for i, line in enumerate(lines):
+                size += len(line) + 1
+                if size >= BATCH_MAX_BYTES:
+                    chunk = lines[start : i + 1]
+                    yield agent_pb2.FlowBatch(json_lines=b"\n".join(chunk) + b"\n", count=len(chunk))
+                    start, size = i + 1, 0
+            if start < len(lines):
+                chunk = lines[start:]
+                yield agent_pb2.FlowBatch(json_lines=b"\n".join(chunk) + b"\n", count=len(chunk))
+
+
+class Relay:
+    """The relay process: peer pool + gRPC server. ``start()`` returns the bound port."""
+
+    def __init__(self, config: RelayConfig) -> None:
+        config.validate()
+        self.config = config
+        self.pool = PeerPool(
+            PoolOptions(
+                cluster_name=config.cluster_name,
+                dial_timeout_s=config.dial_timeout_s,
+                retry_timeout_s=config.retry_timeout_s,
+                initial_backoff_s=config.initial_backoff_s,
+                tls=config.upstream_tls,
+            ),
+            static=config.peers,
+            peer_service=config.peer_service,
+        )
+        self.services = RelayServices(self.pool, config)
+        self._server: grpc.aio.Server | None = None
+        self._health: Any = None
+        self._stop = asyncio.Event()
+        self.port = 0
+
+    def _credentials(self) -> grpc.ServerCredentials | None:
+        cfg = self.config
+        if not cfg.tls_cert_file or not cfg.tls_key_file:
+            return None
+        return server_credentials(cfg.tls_cert_file, cfg.tls_key_file, list(cfg.tls_client_ca_files) or None)
+
+    async def start(self) -> int:
+        creds = self._credentials()
+        server = grpc.aio.server(options=[("grpc.max_send_message_length", 64 * 1024 * 1024)])
+        observer_pb2_grpc.add_ObserverServicer_to_server(RelayObserverServicer(self.services), server)
+        agent_pb2_grpc.add_FlowStreamServicer_to_server(RelayFlowStreamServicer(self.services), server)
+        health_servicer = health_async.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            [
+                observer_pb2.DESCRIPTOR.services_by_name["Observer"].full_name,
+                agent_pb2.DESCRIPTOR.services_by_name["FlowStream"].full_name,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            server,
+        )
+        target = listen_target(self.config.listen_address)
+        try:
+            port = server.add_secure_port(target, creds) if creds else server.add_insecure_port(target)
+        except RuntimeError as err:
+            raise ConfigError(f"--listen-address: cannot listen on {self.config.listen_address}: {err}") from None
+        if port == 0:
+            raise ConfigError(f"--listen-address: cannot listen on {self.config.listen_address}")
+        await self.pool.start()
+        await server.start()
+        for service in ("", HEALTH_SERVICE):
+            await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self._server = server
+        self._health = health_servicer
+        self.port = port
+        return port
+
+    async def stop(self, grace: float = 0.5) -> None:
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+        await self.pool.close()
+
+    async def run(self) -> None:
+        """Serve until SIGTERM/SIGINT."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        await self.start()
+        try:
+            sources = [f"{len(self.config.peers)} static peer(s)"] if self.config.peers else []
+            if self.config.peer_service:
+                sources.append(f"peer service {self.config.peer_service}")
+            print(
+                f"hubblectl relay ready on {self.config.listen_address} (port {self.port}"
+                f"{', TLS' if self.config.tls_cert_file else ''}); peers from {' and '.join(sources)}",
+                file=sys.stderr,
+                flush=True,
+            )
+            await self._stop.wait()
+        finally:
+            await self.stop()
+
+    def stop_soon(self) -> None:
+        self._stop.set()

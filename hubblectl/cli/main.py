@@ -44,8 +44,8 @@ def _register() -> None:
     cli.add_command(agent.agent)
     cli.add_command(endpoint.endpoint)
     try:
-        from hubblectl.cli import observe, status, version
         from hubblectl.cli import list_ as list_cmd
+        from hubblectl.cli import observe, status, version
     except ImportError:  # pragma: no cover - during development of those modules
         return
     cli.add_command(observe.observe)

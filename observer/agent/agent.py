@@ -122,7 +122,7 @@ class Agent:
             )
         bpffs = Path("/sys/fs/bpf")
         if not os.path.ismount(bpffs):
-            rc = os.system("mount -t bpf bpf /sys/fs/bpf")  # noqa: S605 - fixed command
+            rc = os.system("mount -t bpf bpf /sys/fs/bpf")
             if rc != 0:
                 raise ConfigError("bpffs is not mounted at /sys/fs/bpf and mounting it failed")
         return obj
@@ -318,7 +318,7 @@ class Agent:
         observer_pb2_grpc.add_ObserverServicer_to_server(ObserverServicer(self.store, self.node), server)
         agent_pb2_grpc.add_FlowStreamServicer_to_server(FlowStreamServicer(self.store, self.node), server)
         peer_pb2_grpc.add_PeerServicer_to_server(PeerServicer(_SelfPeers(self.node)), server)
-        health_servicer = health.aio.HealthServicer()
+        health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         self._health.append(health_servicer)
 

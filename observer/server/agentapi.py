@@ -89,7 +89,7 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
     def __init__(self, ops: EndpointOps) -> None:
         self._ops = ops
 
-    async def CreateEndpoint(  # noqa: N802
+    async def CreateEndpoint(
         self, request: agent_pb2.CreateEndpointRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agent_pb2.Endpoint:
         async def call() -> agent_pb2.Endpoint:
@@ -98,7 +98,7 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
 
         return await _guard(context, call)  # type: ignore[no-any-return]
 
-    async def DeleteEndpoint(  # noqa: N802
+    async def DeleteEndpoint(
         self, request: agent_pb2.DeleteEndpointRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agent_pb2.DeleteEndpointResponse:
         async def call() -> agent_pb2.DeleteEndpointResponse:
@@ -107,7 +107,7 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
 
         return await _guard(context, call)  # type: ignore[no-any-return]
 
-    async def ListEndpoints(  # noqa: N802
+    async def ListEndpoints(
         self, request: agent_pb2.ListEndpointsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agent_pb2.ListEndpointsResponse:
         eps = self._ops.list_endpoints()
@@ -115,7 +115,7 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
             endpoints=[endpoint_to_proto(ep, self._ops.enforcement(ep)) for ep in eps]
         )
 
-    async def GetEndpoint(  # noqa: N802
+    async def GetEndpoint(
         self, request: agent_pb2.GetEndpointRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agent_pb2.Endpoint:
         async def call() -> agent_pb2.Endpoint:

@@ -58,7 +58,7 @@ class ObserverServicer(observer_pb2_grpc.ObserverServicer):
         self._node = node
         self._now_ns = now_ns
 
-    async def GetFlows(  # noqa: N802 (gRPC method name)
+    async def GetFlows(
         self, request: observer_pb2.GetFlowsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[observer_pb2.GetFlowsResponse]:
         try:
@@ -74,13 +74,13 @@ class ObserverServicer(observer_pb2_grpc.ObserverServicer):
                     resp["flow"] = mask_flow(resp["flow"], query.field_mask)
                 yield response_to_proto(resp)
 
-    async def GetAgentEvents(  # noqa: N802
+    async def GetAgentEvents(
         self, request: observer_pb2.GetAgentEventsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[observer_pb2.GetAgentEventsResponse]:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "GetAgentEvents is not implemented yet")
         yield observer_pb2.GetAgentEventsResponse()  # pragma: no cover
 
-    async def GetDebugEvents(  # noqa: N802
+    async def GetDebugEvents(
         self, request: observer_pb2.GetDebugEventsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[observer_pb2.GetDebugEventsResponse]:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "GetDebugEvents is not implemented yet")
@@ -100,13 +100,13 @@ class ObserverServicer(observer_pb2_grpc.ObserverServicer):
         resp.num_unavailable_nodes.value = 0
         return resp
 
-    async def ServerStatus(  # noqa: N802
+    async def ServerStatus(
         self, request: observer_pb2.ServerStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> observer_pb2.ServerStatusResponse:
         await _send_version(context)
         return self._status()
 
-    async def GetNodes(  # noqa: N802
+    async def GetNodes(
         self, request: observer_pb2.GetNodesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> observer_pb2.GetNodesResponse:
         st = self._status()
@@ -124,7 +124,7 @@ class ObserverServicer(observer_pb2_grpc.ObserverServicer):
         node.tls.server_name = self._node.tls_server_name
         return observer_pb2.GetNodesResponse(nodes=[node])
 
-    async def GetNamespaces(  # noqa: N802
+    async def GetNamespaces(
         self, request: observer_pb2.GetNamespacesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> observer_pb2.GetNamespacesResponse:
         """Namespaces seen in flows during the last hour, sorted (Hubble's window)."""
@@ -152,7 +152,7 @@ class FlowStreamServicer(agent_pb2_grpc.FlowStreamServicer):
         self._node = node
         self._now_ns = now_ns
 
-    async def GetFlowsBatched(  # noqa: N802
+    async def GetFlowsBatched(
         self, request: observer_pb2.GetFlowsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[agent_pb2.FlowBatch]:
         try:

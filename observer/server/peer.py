@@ -32,7 +32,7 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
     def __init__(self, source: PeerSource) -> None:
         self._source = source
 
-    async def Notify(  # noqa: N802
+    async def Notify(
         self, request: peer_pb2.NotifyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[peer_pb2.ChangeNotification]:
         known: dict[str, tuple[str, str]] = {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from google.protobuf import json_format
@@ -22,7 +22,7 @@ from observer.parser.lost import lost_events_response
 from observer.store import FlowStore
 from observer.store.ring import Entry, EntryKind
 
-LOST_SOURCE_HUBBLE_RING = "HUBBLE_RING_BUFFER"
+LOST_SOURCE_HUBBLE_RING: Final = "HUBBLE_RING_BUFFER"
 
 
 class InvalidRequest(ValueError):
@@ -44,6 +44,19 @@ def _ts_ns(ts: Any) -> int:
     return int(ts.seconds) * 1_000_000_000 + int(ts.nanos)
 
 
+def _check_enum_values(filters: Any) -> None:
+    """Refuse enum numbers flow.proto does not define (proto3 enums are open, so they reach
+    us): they could never match a flow, and an error says why better than an empty result."""
+    for flow_filter in filters:
+        for fd, value in flow_filter.ListFields():
+            if fd.type != fd.TYPE_ENUM:
+                continue
+            known = fd.enum_type.values_by_number
+            for number in value if fd.is_repeated else (value,):
+                if number not in known:
+                    raise InvalidRequest(f"filter {fd.name}: unknown {fd.enum_type.name} value {number}")
+
+
 def compile_request(req: Any) -> FlowQuery:
     """Validate an observer.GetFlowsRequest and compile its filters once."""
     if req.first and req.follow:
@@ -54,6 +67,8 @@ def compile_request(req: Any) -> FlowQuery:
         raise InvalidRequest("since: must not be after until")
     if req.follow and until_ns is not None:
         raise InvalidRequest("until: cannot be specified with follow")
+    _check_enum_values(req.whitelist)
+    _check_enum_values(req.blacklist)
     white = [json_format.MessageToDict(f, preserving_proto_field_name=True) for f in req.whitelist]
     black = [json_format.MessageToDict(f, preserving_proto_field_name=True) for f in req.blacklist]
     predicate = None

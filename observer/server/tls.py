@@ -316,7 +316,7 @@ def diagnose_tls(
             conn.settimeout(min(timeout, 1.0))
             try:
                 first = conn.recv(1)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 first = b"?"
             if not first:
                 # closed right after the handshake, without a word: BoringSSL (gRPC) servers

@@ -88,11 +88,11 @@ def test_killed_node_is_reported_and_comes_back(cluster: Cluster) -> None:
     assert stream.error is None and not stream.ended
 
     with cluster.client() as client:
-        nodes = wait_until(
-            lambda: all(n["state"] == "NODE_CONNECTED" for n in (ns := client.get_nodes())) and ns,
-            WAIT,
-            "every node connected again",
-        )
+        def all_connected() -> list[dict[str, Any]] | None:
+            got = client.get_nodes()
+            return got if all(n["state"] == "NODE_CONNECTED" for n in got) else None
+
+        nodes = wait_until(all_connected, WAIT, "every node connected again")
     assert [n["name"] for n in nodes] == ["node-a", "node-b", "node-c"]
 
 

@@ -126,7 +126,7 @@ class Agent:
             if self.proc is not None and self.proc.poll() is None:
                 for ep in self.endpoints():
                     self.cli("endpoint", "delete", f"{ep['namespace']}/{ep['name']}", check=False)
-        except Exception:  # noqa: S110 - best effort; the sweep below removes what is left
+        except Exception:
             pass
         finally:
             self.stop()

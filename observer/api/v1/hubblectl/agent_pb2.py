@@ -30,7 +30,7 @@ except AttributeError:
   flow_dot_flow__pb2 = observer_dot_observer__pb2.flow.flow_pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15hubblectl/agent.proto\x12\x0chubblectl.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17observer/observer.proto\"H\n\x15\x43reateEndpointRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06labels\x18\x03 \x03(\t\"8\n\x15\x44\x65leteEndpointRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteEndpointResponse\"5\n\x12GetEndpointRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x16\n\x14ListEndpointsRequest\"B\n\x15ListEndpointsResponse\x12)\n\tendpoints\x18\x01 \x03(\x0b\x32\x16.hubblectl.v1.Endpoint\"\xbd\x02\n\x08\x45ndpoint\x12\n\n\x02id\x18\x01 \x01(\r\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04ipv4\x18\x04 \x01(\t\x12\x0c\n\x04ipv6\x18\x05 \x01(\t\x12\x10\n\x08identity\x18\x06 \x01(\r\x12\x0e\n\x06labels\x18\x07 \x03(\t\x12\r\n\x05netns\x18\x08 \x01(\t\x12\x16\n\x0einterface_name\x18\t \x01(\t\x12\x0f\n\x07ifindex\x18\n \x01(\r\x12\x0b\n\x03mac\x18\x0b \x01(\t\x12\r\n\x05state\x18\x0c \x01(\t\x12\"\n\x1apolicy_enforcement_ingress\x18\r \x01(\t\x12!\n\x19policy_enforcement_egress\x18\x0e \x01(\t\x12+\n\x07\x63reated\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\".\n\tFlowBatch\x12\x12\n\njson_lines\x18\x01 \x01(\x0c\x12\r\n\x05\x63ount\x18\x02 \x01(\r2\xde\x02\n\x05\x41gent\x12O\n\x0e\x43reateEndpoint\x12#.hubblectl.v1.CreateEndpointRequest\x1a\x16.hubblectl.v1.Endpoint\"\x00\x12]\n\x0e\x44\x65leteEndpoint\x12#.hubblectl.v1.DeleteEndpointRequest\x1a$.hubblectl.v1.DeleteEndpointResponse\"\x00\x12Z\n\rListEndpoints\x12\".hubblectl.v1.ListEndpointsRequest\x1a#.hubblectl.v1.ListEndpointsResponse\"\x00\x12I\n\x0bGetEndpoint\x12 .hubblectl.v1.GetEndpointRequest\x1a\x16.hubblectl.v1.Endpoint\"\x00\x32W\n\nFlowStream\x12I\n\x0fGetFlowsBatched\x12\x19.observer.GetFlowsRequest\x1a\x17.hubblectl.v1.FlowBatch\"\x00\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15hubblectl/agent.proto\x12\x0chubblectl.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17observer/observer.proto\"H\n\x15\x43reateEndpointRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06labels\x18\x03 \x03(\t\"8\n\x15\x44\x65leteEndpointRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteEndpointResponse\"5\n\x12GetEndpointRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x16\n\x14ListEndpointsRequest\"B\n\x15ListEndpointsResponse\x12)\n\tendpoints\x18\x01 \x03(\x0b\x32\x16.hubblectl.v1.Endpoint\"\xbd\x02\n\x08\x45ndpoint\x12\n\n\x02id\x18\x01 \x01(\r\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04ipv4\x18\x04 \x01(\t\x12\x0c\n\x04ipv6\x18\x05 \x01(\t\x12\x10\n\x08identity\x18\x06 \x01(\r\x12\x0e\n\x06labels\x18\x07 \x03(\t\x12\r\n\x05netns\x18\x08 \x01(\t\x12\x16\n\x0einterface_name\x18\t \x01(\t\x12\x0f\n\x07ifindex\x18\n \x01(\r\x12\x0b\n\x03mac\x18\x0b \x01(\t\x12\r\n\x05state\x18\x0c \x01(\t\x12\"\n\x1apolicy_enforcement_ingress\x18\r \x01(\t\x12!\n\x19policy_enforcement_egress\x18\x0e \x01(\t\x12+\n\x07\x63reated\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\",\n\nPolicyFile\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"?\n\x14\x41pplyPoliciesRequest\x12\'\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x18.hubblectl.v1.PolicyFile\"\x96\x01\n\rPolicySummary\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x10\n\x08revision\x18\x04 \x01(\x04\x12\x11\n\tendpoints\x18\x05 \x03(\t\x12\x0f\n\x07ingress\x18\x06 \x01(\x08\x12\x0e\n\x06\x65gress\x18\x07 \x01(\x08\x12\x10\n\x08\x66ilename\x18\x08 \x01(\t\"K\n\x0cPolicyChange\x12+\n\x06policy\x18\x01 \x01(\x0b\x32\x1b.hubblectl.v1.PolicySummary\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\"S\n\x0b\x41pplyResult\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12\x19\n\x11\x65ndpoints_changed\x18\x02 \x01(\r\x12\x17\n\x0f\x65ntries_written\x18\x03 \x01(\r\"o\n\x15\x41pplyPoliciesResponse\x12+\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x1a.hubblectl.v1.PolicyChange\x12)\n\x06result\x18\x02 \x01(\x0b\x32\x19.hubblectl.v1.ApplyResult\"\x15\n\x13ListPoliciesRequest\"W\n\x14ListPoliciesResponse\x12-\n\x08policies\x18\x01 \x03(\x0b\x32\x1b.hubblectl.v1.PolicySummary\x12\x10\n\x08revision\x18\x02 \x01(\x04\"A\n\x10GetPolicyRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\"L\n\x0ePolicyDocument\x12,\n\x07summary\x18\x01 \x01(\x0b\x32\x1b.hubblectl.v1.PolicySummary\x12\x0c\n\x04yaml\x18\x02 \x01(\t\"D\n\x13\x44\x65letePolicyRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\"o\n\x14\x44\x65letePolicyResponse\x12,\n\x07\x64\x65leted\x18\x01 \x01(\x0b\x32\x1b.hubblectl.v1.PolicySummary\x12)\n\x06result\x18\x02 \x01(\x0b\x32\x19.hubblectl.v1.ApplyResult\"Z\n\x12TracePolicyRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x02 \x01(\t\x12\r\n\x05\x64port\x18\x03 \x01(\r\x12\x10\n\x08protocol\x18\x04 \x01(\t\"\xb6\x01\n\x0eTraceDirection\x12\x11\n\tdirection\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\r\x12\x17\n\x0fremote_identity\x18\x03 \x01(\r\x12\x10\n\x08\x65nforced\x18\x04 \x01(\x08\x12\x0f\n\x07\x61llowed\x18\x05 \x01(\x08\x12\x0e\n\x06\x61\x63tion\x18\x06 \x01(\t\x12\x12\n\nmatch_type\x18\x07 \x01(\r\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x0c\n\x04rule\x18\t \x01(\t\"\x9b\x03\n\x13TracePolicyResponse\x12\x0f\n\x07verdict\x18\x01 \x01(\t\x12\x0f\n\x07\x61llowed\x18\x02 \x01(\x08\x12\x0f\n\x07\x61udited\x18\x03 \x01(\x08\x12\x12\n\nmatch_type\x18\x04 \x01(\r\x12\x17\n\x0fmatch_type_text\x18\x05 \x01(\t\x12\x12\n\ndecided_by\x18\x06 \x01(\t\x12\x13\n\x0bpolicy_kind\x18\x07 \x01(\t\x12\x18\n\x10policy_namespace\x18\x08 \x01(\t\x12\x13\n\x0bpolicy_name\x18\t \x01(\t\x12\x0e\n\x06source\x18\n \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x0b \x01(\t\x12\x17\n\x0fsource_identity\x18\x0c \x01(\r\x12\x1c\n\x14\x64\x65stination_identity\x18\r \x01(\r\x12,\n\x06\x65gress\x18\x0e \x01(\x0b\x32\x1c.hubblectl.v1.TraceDirection\x12-\n\x07ingress\x18\x0f \x01(\x0b\x32\x1c.hubblectl.v1.TraceDirection\x12\x13\n\x0b\x65xplanation\x18\x10 \x03(\t\".\n\tFlowBatch\x12\x12\n\njson_lines\x18\x01 \x01(\x0c\x12\r\n\x05\x63ount\x18\x02 \x01(\r2\x8f\x06\n\x05\x41gent\x12O\n\x0e\x43reateEndpoint\x12#.hubblectl.v1.CreateEndpointRequest\x1a\x16.hubblectl.v1.Endpoint\"\x00\x12]\n\x0e\x44\x65leteEndpoint\x12#.hubblectl.v1.DeleteEndpointRequest\x1a$.hubblectl.v1.DeleteEndpointResponse\"\x00\x12Z\n\rListEndpoints\x12\".hubblectl.v1.ListEndpointsRequest\x1a#.hubblectl.v1.ListEndpointsResponse\"\x00\x12I\n\x0bGetEndpoint\x12 .hubblectl.v1.GetEndpointRequest\x1a\x16.hubblectl.v1.Endpoint\"\x00\x12Z\n\rApplyPolicies\x12\".hubblectl.v1.ApplyPoliciesRequest\x1a#.hubblectl.v1.ApplyPoliciesResponse\"\x00\x12W\n\x0cListPolicies\x12!.hubblectl.v1.ListPoliciesRequest\x1a\".hubblectl.v1.ListPoliciesResponse\"\x00\x12K\n\tGetPolicy\x12\x1e.hubblectl.v1.GetPolicyRequest\x1a\x1c.hubblectl.v1.PolicyDocument\"\x00\x12W\n\x0c\x44\x65letePolicy\x12!.hubblectl.v1.DeletePolicyRequest\x1a\".hubblectl.v1.DeletePolicyResponse\"\x00\x12T\n\x0bTracePolicy\x12 .hubblectl.v1.TracePolicyRequest\x1a!.hubblectl.v1.TracePolicyResponse\"\x00\x32W\n\nFlowStream\x12I\n\x0fGetFlowsBatched\x12\x19.observer.GetFlowsRequest\x1a\x17.hubblectl.v1.FlowBatch\"\x00\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,10 +51,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTENDPOINTSRESPONSE']._serialized_end=400
   _globals['_ENDPOINT']._serialized_start=403
   _globals['_ENDPOINT']._serialized_end=720
-  _globals['_FLOWBATCH']._serialized_start=722
-  _globals['_FLOWBATCH']._serialized_end=768
-  _globals['_AGENT']._serialized_start=771
-  _globals['_AGENT']._serialized_end=1121
-  _globals['_FLOWSTREAM']._serialized_start=1123
-  _globals['_FLOWSTREAM']._serialized_end=1210
+  _globals['_POLICYFILE']._serialized_start=722
+  _globals['_POLICYFILE']._serialized_end=766
+  _globals['_APPLYPOLICIESREQUEST']._serialized_start=768
+  _globals['_APPLYPOLICIESREQUEST']._serialized_end=831
+  _globals['_POLICYSUMMARY']._serialized_start=834
+  _globals['_POLICYSUMMARY']._serialized_end=984
+  _globals['_POLICYCHANGE']._serialized_start=986
+  _globals['_POLICYCHANGE']._serialized_end=1061
+  _globals['_APPLYRESULT']._serialized_start=1063
+  _globals['_APPLYRESULT']._serialized_end=1146
+  _globals['_APPLYPOLICIESRESPONSE']._serialized_start=1148
+  _globals['_APPLYPOLICIESRESPONSE']._serialized_end=1259
+  _globals['_LISTPOLICIESREQUEST']._serialized_start=1261
+  _globals['_LISTPOLICIESREQUEST']._serialized_end=1282
+  _globals['_LISTPOLICIESRESPONSE']._serialized_start=1284
+  _globals['_LISTPOLICIESRESPONSE']._serialized_end=1371
+  _globals['_GETPOLICYREQUEST']._serialized_start=1373
+  _globals['_GETPOLICYREQUEST']._serialized_end=1438
+  _globals['_POLICYDOCUMENT']._serialized_start=1440
+  _globals['_POLICYDOCUMENT']._serialized_end=1516
+  _globals['_DELETEPOLICYREQUEST']._serialized_start=1518
+  _globals['_DELETEPOLICYREQUEST']._serialized_end=1586
+  _globals['_DELETEPOLICYRESPONSE']._serialized_start=1588
+  _globals['_DELETEPOLICYRESPONSE']._serialized_end=1699
+  _globals['_TRACEPOLICYREQUEST']._serialized_start=1701
+  _globals['_TRACEPOLICYREQUEST']._serialized_end=1791
+  _globals['_TRACEDIRECTION']._serialized_start=1794
+  _globals['_TRACEDIRECTION']._serialized_end=1976
+  _globals['_TRACEPOLICYRESPONSE']._serialized_start=1979
+  _globals['_TRACEPOLICYRESPONSE']._serialized_end=2390
+  _globals['_FLOWBATCH']._serialized_start=2392
+  _globals['_FLOWBATCH']._serialized_end=2438
+  _globals['_AGENT']._serialized_start=2441
+  _globals['_AGENT']._serialized_end=3224
+  _globals['_FLOWSTREAM']._serialized_start=3226
+  _globals['_FLOWSTREAM']._serialized_end=3313
 # @@protoc_insertion_point(module_scope)

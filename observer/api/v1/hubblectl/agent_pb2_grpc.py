@@ -27,8 +27,7 @@ if _version_not_supported:
 
 
 class AgentStub:
-    """Endpoint management. Policy management rpcs are appended to this service later; keep new
-    endpoint rpcs and messages apart from them.
+    """Endpoint management and network policy.
     """
 
     def __init__(self, channel):
@@ -57,11 +56,35 @@ class AgentStub:
                 request_serializer=hubblectl_dot_agent__pb2.GetEndpointRequest.SerializeToString,
                 response_deserializer=hubblectl_dot_agent__pb2.Endpoint.FromString,
                 _registered_method=True)
+        self.ApplyPolicies = channel.unary_unary(
+                '/hubblectl.v1.Agent/ApplyPolicies',
+                request_serializer=hubblectl_dot_agent__pb2.ApplyPoliciesRequest.SerializeToString,
+                response_deserializer=hubblectl_dot_agent__pb2.ApplyPoliciesResponse.FromString,
+                _registered_method=True)
+        self.ListPolicies = channel.unary_unary(
+                '/hubblectl.v1.Agent/ListPolicies',
+                request_serializer=hubblectl_dot_agent__pb2.ListPoliciesRequest.SerializeToString,
+                response_deserializer=hubblectl_dot_agent__pb2.ListPoliciesResponse.FromString,
+                _registered_method=True)
+        self.GetPolicy = channel.unary_unary(
+                '/hubblectl.v1.Agent/GetPolicy',
+                request_serializer=hubblectl_dot_agent__pb2.GetPolicyRequest.SerializeToString,
+                response_deserializer=hubblectl_dot_agent__pb2.PolicyDocument.FromString,
+                _registered_method=True)
+        self.DeletePolicy = channel.unary_unary(
+                '/hubblectl.v1.Agent/DeletePolicy',
+                request_serializer=hubblectl_dot_agent__pb2.DeletePolicyRequest.SerializeToString,
+                response_deserializer=hubblectl_dot_agent__pb2.DeletePolicyResponse.FromString,
+                _registered_method=True)
+        self.TracePolicy = channel.unary_unary(
+                '/hubblectl.v1.Agent/TracePolicy',
+                request_serializer=hubblectl_dot_agent__pb2.TracePolicyRequest.SerializeToString,
+                response_deserializer=hubblectl_dot_agent__pb2.TracePolicyResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
-    """Endpoint management. Policy management rpcs are appended to this service later; keep new
-    endpoint rpcs and messages apart from them.
+    """Endpoint management and network policy.
     """
 
     def CreateEndpoint(self, request, context):
@@ -90,6 +113,44 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApplyPolicies(self, request, context):
+        """--- network policy (CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, NetworkPolicy) ---
+
+        Validates every document of every file, then creates or replaces each policy (by kind,
+        namespace and name) and applies the result to the datapath atomically. One invalid
+        document rejects the whole request (INVALID_ARGUMENT naming file, document and field);
+        nothing is applied then.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPolicies(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TracePolicy(self, request, context):
+        """The verdict the datapath would give a new connection, and the rule that decides it,
+        computed from the same policy map entries the datapath reads; no traffic is sent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +174,31 @@ def add_AgentServicer_to_server(servicer, server):
                     request_deserializer=hubblectl_dot_agent__pb2.GetEndpointRequest.FromString,
                     response_serializer=hubblectl_dot_agent__pb2.Endpoint.SerializeToString,
             ),
+            'ApplyPolicies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyPolicies,
+                    request_deserializer=hubblectl_dot_agent__pb2.ApplyPoliciesRequest.FromString,
+                    response_serializer=hubblectl_dot_agent__pb2.ApplyPoliciesResponse.SerializeToString,
+            ),
+            'ListPolicies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPolicies,
+                    request_deserializer=hubblectl_dot_agent__pb2.ListPoliciesRequest.FromString,
+                    response_serializer=hubblectl_dot_agent__pb2.ListPoliciesResponse.SerializeToString,
+            ),
+            'GetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicy,
+                    request_deserializer=hubblectl_dot_agent__pb2.GetPolicyRequest.FromString,
+                    response_serializer=hubblectl_dot_agent__pb2.PolicyDocument.SerializeToString,
+            ),
+            'DeletePolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePolicy,
+                    request_deserializer=hubblectl_dot_agent__pb2.DeletePolicyRequest.FromString,
+                    response_serializer=hubblectl_dot_agent__pb2.DeletePolicyResponse.SerializeToString,
+            ),
+            'TracePolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.TracePolicy,
+                    request_deserializer=hubblectl_dot_agent__pb2.TracePolicyRequest.FromString,
+                    response_serializer=hubblectl_dot_agent__pb2.TracePolicyResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'hubblectl.v1.Agent', rpc_method_handlers)
@@ -122,8 +208,7 @@ def add_AgentServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Agent:
-    """Endpoint management. Policy management rpcs are appended to this service later; keep new
-    endpoint rpcs and messages apart from them.
+    """Endpoint management and network policy.
     """
 
     @staticmethod
@@ -224,6 +309,141 @@ class Agent:
             '/hubblectl.v1.Agent/GetEndpoint',
             hubblectl_dot_agent__pb2.GetEndpointRequest.SerializeToString,
             hubblectl_dot_agent__pb2.Endpoint.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyPolicies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hubblectl.v1.Agent/ApplyPolicies',
+            hubblectl_dot_agent__pb2.ApplyPoliciesRequest.SerializeToString,
+            hubblectl_dot_agent__pb2.ApplyPoliciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPolicies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hubblectl.v1.Agent/ListPolicies',
+            hubblectl_dot_agent__pb2.ListPoliciesRequest.SerializeToString,
+            hubblectl_dot_agent__pb2.ListPoliciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hubblectl.v1.Agent/GetPolicy',
+            hubblectl_dot_agent__pb2.GetPolicyRequest.SerializeToString,
+            hubblectl_dot_agent__pb2.PolicyDocument.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hubblectl.v1.Agent/DeletePolicy',
+            hubblectl_dot_agent__pb2.DeletePolicyRequest.SerializeToString,
+            hubblectl_dot_agent__pb2.DeletePolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TracePolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hubblectl.v1.Agent/TracePolicy',
+            hubblectl_dot_agent__pb2.TracePolicyRequest.SerializeToString,
+            hubblectl_dot_agent__pb2.TracePolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -31,9 +31,7 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class AgentStub:
-    """Endpoint management. Policy management rpcs are appended to this service later; keep new
-    endpoint rpcs and messages apart from them.
-    """
+    """Endpoint management and network policy."""
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -46,12 +44,25 @@ class AgentStub:
     DeleteEndpoint: _grpc.UnaryUnaryMultiCallable[_agent_pb2.DeleteEndpointRequest, _agent_pb2.DeleteEndpointResponse]
     ListEndpoints: _grpc.UnaryUnaryMultiCallable[_agent_pb2.ListEndpointsRequest, _agent_pb2.ListEndpointsResponse]
     GetEndpoint: _grpc.UnaryUnaryMultiCallable[_agent_pb2.GetEndpointRequest, _agent_pb2.Endpoint]
+    ApplyPolicies: _grpc.UnaryUnaryMultiCallable[_agent_pb2.ApplyPoliciesRequest, _agent_pb2.ApplyPoliciesResponse]
+    """--- network policy (CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, NetworkPolicy) ---
+
+    Validates every document of every file, then creates or replaces each policy (by kind,
+    namespace and name) and applies the result to the datapath atomically. One invalid
+    document rejects the whole request (INVALID_ARGUMENT naming file, document and field);
+    nothing is applied then.
+    """
+    ListPolicies: _grpc.UnaryUnaryMultiCallable[_agent_pb2.ListPoliciesRequest, _agent_pb2.ListPoliciesResponse]
+    GetPolicy: _grpc.UnaryUnaryMultiCallable[_agent_pb2.GetPolicyRequest, _agent_pb2.PolicyDocument]
+    DeletePolicy: _grpc.UnaryUnaryMultiCallable[_agent_pb2.DeletePolicyRequest, _agent_pb2.DeletePolicyResponse]
+    TracePolicy: _grpc.UnaryUnaryMultiCallable[_agent_pb2.TracePolicyRequest, _agent_pb2.TracePolicyResponse]
+    """The verdict the datapath would give a new connection, and the rule that decides it,
+    computed from the same policy map entries the datapath reads; no traffic is sent.
+    """
 
 @_typing.type_check_only
 class AgentAsyncStub(AgentStub):
-    """Endpoint management. Policy management rpcs are appended to this service later; keep new
-    endpoint rpcs and messages apart from them.
-    """
+    """Endpoint management and network policy."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateEndpoint: _aio.UnaryUnaryMultiCallable[_agent_pb2.CreateEndpointRequest, _agent_pb2.Endpoint]  # type: ignore[assignment]
@@ -61,11 +72,24 @@ class AgentAsyncStub(AgentStub):
     DeleteEndpoint: _aio.UnaryUnaryMultiCallable[_agent_pb2.DeleteEndpointRequest, _agent_pb2.DeleteEndpointResponse]  # type: ignore[assignment]
     ListEndpoints: _aio.UnaryUnaryMultiCallable[_agent_pb2.ListEndpointsRequest, _agent_pb2.ListEndpointsResponse]  # type: ignore[assignment]
     GetEndpoint: _aio.UnaryUnaryMultiCallable[_agent_pb2.GetEndpointRequest, _agent_pb2.Endpoint]  # type: ignore[assignment]
+    ApplyPolicies: _aio.UnaryUnaryMultiCallable[_agent_pb2.ApplyPoliciesRequest, _agent_pb2.ApplyPoliciesResponse]  # type: ignore[assignment]
+    """--- network policy (CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, NetworkPolicy) ---
+
+    Validates every document of every file, then creates or replaces each policy (by kind,
+    namespace and name) and applies the result to the datapath atomically. One invalid
+    document rejects the whole request (INVALID_ARGUMENT naming file, document and field);
+    nothing is applied then.
+    """
+    ListPolicies: _aio.UnaryUnaryMultiCallable[_agent_pb2.ListPoliciesRequest, _agent_pb2.ListPoliciesResponse]  # type: ignore[assignment]
+    GetPolicy: _aio.UnaryUnaryMultiCallable[_agent_pb2.GetPolicyRequest, _agent_pb2.PolicyDocument]  # type: ignore[assignment]
+    DeletePolicy: _aio.UnaryUnaryMultiCallable[_agent_pb2.DeletePolicyRequest, _agent_pb2.DeletePolicyResponse]  # type: ignore[assignment]
+    TracePolicy: _aio.UnaryUnaryMultiCallable[_agent_pb2.TracePolicyRequest, _agent_pb2.TracePolicyResponse]  # type: ignore[assignment]
+    """The verdict the datapath would give a new connection, and the rule that decides it,
+    computed from the same policy map entries the datapath reads; no traffic is sent.
+    """
 
 class AgentServicer:
-    """Endpoint management. Policy management rpcs are appended to this service later; keep new
-    endpoint rpcs and messages apart from them.
-    """
+    """Endpoint management and network policy."""
 
     def CreateEndpoint(
         self,
@@ -93,6 +117,46 @@ class AgentServicer:
         request: _agent_pb2.GetEndpointRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_pb2.Endpoint, _abc.Awaitable[_agent_pb2.Endpoint]]: ...
+
+    def ApplyPolicies(
+        self,
+        request: _agent_pb2.ApplyPoliciesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.ApplyPoliciesResponse, _abc.Awaitable[_agent_pb2.ApplyPoliciesResponse]]:
+        """--- network policy (CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, NetworkPolicy) ---
+
+        Validates every document of every file, then creates or replaces each policy (by kind,
+        namespace and name) and applies the result to the datapath atomically. One invalid
+        document rejects the whole request (INVALID_ARGUMENT naming file, document and field);
+        nothing is applied then.
+        """
+
+    def ListPolicies(
+        self,
+        request: _agent_pb2.ListPoliciesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.ListPoliciesResponse, _abc.Awaitable[_agent_pb2.ListPoliciesResponse]]: ...
+
+    def GetPolicy(
+        self,
+        request: _agent_pb2.GetPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.PolicyDocument, _abc.Awaitable[_agent_pb2.PolicyDocument]]: ...
+
+    def DeletePolicy(
+        self,
+        request: _agent_pb2.DeletePolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.DeletePolicyResponse, _abc.Awaitable[_agent_pb2.DeletePolicyResponse]]: ...
+
+    def TracePolicy(
+        self,
+        request: _agent_pb2.TracePolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.TracePolicyResponse, _abc.Awaitable[_agent_pb2.TracePolicyResponse]]:
+        """The verdict the datapath would give a new connection, and the rule that decides it,
+        computed from the same policy map entries the datapath reads; no traffic is sent.
+        """
 
 def add_AgentServicer_to_server(servicer: AgentServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

@@ -39,10 +39,12 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from hubblectl.cli import agent, endpoint
+    from hubblectl.cli import agent, demo, endpoint, policy
 
     cli.add_command(agent.agent)
+    cli.add_command(demo.demo)
     cli.add_command(endpoint.endpoint)
+    cli.add_command(policy.policy)
     try:
         from hubblectl.cli import list_ as list_cmd
         from hubblectl.cli import observe, status, version

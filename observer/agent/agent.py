@@ -9,6 +9,13 @@ if asked, on TCP (Hubble's Observer/Peer/health only).
 Shutdown (SIGTERM/SIGINT): stop serving, leave the datapath attached: endpoints keep
 working while the agent is away, and events that pile up meanwhile are either drained on
 restart or counted as lost by the kernel.
+
+Network policy (observer/agent/policy.py): the policies live in the state dir and the
+datapath enforces them from pinned maps, so an agent that stops (or is killed) leaves
+enforcement exactly as it was; on start the policy engine reads back what the maps hold,
+recompiles from the saved policies and writes nothing if they agree. Endpoint churn and
+label changes recompile incrementally; a new endpoint's policy is in place before its tc
+programs are attached.
 """
 
 from __future__ import annotations
@@ -33,15 +40,19 @@ from grpc_reflection.v1alpha import reflection
 from observer import __version__
 from observer.agent.config import AGGREGATION_LEVELS, AgentConfig
 from observer.agent.hostinfo import host_addresses
+from observer.agent.policy import ApplyResult, Change, PolicyEngine, PolicySummary, TraceResult
 from observer.api.v1.hubblectl import agent_pb2, agent_pb2_grpc
 from observer.api.v1.observer import observer_pb2, observer_pb2_grpc
 from observer.api.v1.peer import peer_pb2, peer_pb2_grpc
 from observer.bpf import loader
+from observer.bpf.policymaps import PolicyMaps
 from observer.bpf.ringbuf import RingBuffer
 from observer.datapath.endpoints import DatapathConfig, Endpoint, EndpointManager
+from observer.datapath.state import StateDir
 from observer.enrich.resolver import EndpointInfo, ResolverSnapshot, StaticResolver
 from observer.errors import ConfigError, DecodeError, ObserverError
 from observer.parser import FlowBuilder, FlowDecoder, lost_events_response
+from observer.policy import Policy
 from observer.server.agentapi import AgentServicer
 from observer.server.observer import FlowStreamServicer, NodeInfo, ObserverServicer
 from observer.server.peer import PeerServicer
@@ -102,6 +113,7 @@ class Agent:
         self._obj: loader.BpfObject | None = None
         self._ring: RingBuffer | None = None
         self._manager: EndpointManager | None = None
+        self._policy: PolicyEngine | None = None
         self._lock = asyncio.Lock()
         self._lost_seen: tuple[int, ...] = ()
         self._host_ips: frozenset[str] = frozenset()
@@ -154,7 +166,16 @@ class Agent:
             )
         )
         self._host_ips = frozenset(host_addresses())
-        for ep in self._manager.restore():
+        restored = self._manager.restore()
+        self._policy = PolicyEngine(
+            PolicyMaps(obj), StateDir(self.cfg.state_dir), host_ips=self._host_ips
+        )
+        started = self._policy.start(self._manager.list())
+        if started.entries_written:
+            log.info(
+                "policy revision %d enforced (%d map writes)", started.revision, started.entries_written
+            )
+        for ep in restored:
             self._attach(ep)
         for key, problem in self._manager.unhealthy.items():
             log.warning("endpoint %s could not be restored: %s", key, problem)
@@ -183,8 +204,11 @@ class Agent:
             )
             pairs.append(([ep.ipv4, ep.ipv6], info))
             ifaces[ep.host_ifindex] = ep.host_ifname
+        policies = self._policy.flow_policies() if self._policy is not None else {}
         self.resolver.replace(
-            ResolverSnapshot.from_endpoints(pairs, host_ips=self._host_ips, interfaces=ifaces)
+            ResolverSnapshot.from_endpoints(
+                pairs, host_ips=self._host_ips, interfaces=ifaces, policies=policies
+            )
         )
 
     # --- endpoint operations (hubblectl.v1.Agent) -------------------------------------------
@@ -195,9 +219,13 @@ class Agent:
         async with self._lock:
             ep = await asyncio.to_thread(mgr.create, namespace, name, labels)
             try:
+                # Policy first: the endpoint is enforced from its first packet on.
+                await asyncio.to_thread(self._sync_policy)
                 self._attach(ep)
             except ObserverError:
                 await asyncio.to_thread(mgr.delete, namespace, name)
+                with contextlib.suppress(ObserverError):
+                    await asyncio.to_thread(self._sync_policy)
                 raise
             self._refresh_resolver()
             return ep
@@ -209,6 +237,19 @@ class Agent:
         async with self._lock:
             ep = await asyncio.to_thread(mgr.delete, namespace, name)
             loader.delete_endpoint(obj, ep.host_ifindex)
+            await asyncio.to_thread(self._sync_policy)
+            self._refresh_resolver()
+            return ep
+
+    async def update_endpoint_labels(self, namespace: str, name: str, labels: Sequence[str]) -> Endpoint:
+        """New labels (and so a new identity): policy is recompiled for what that changes."""
+        mgr = self._manager
+        obj = self._obj
+        assert mgr is not None and obj is not None
+        async with self._lock:
+            ep = await asyncio.to_thread(mgr.update_labels, namespace, name, labels)
+            await asyncio.to_thread(self._sync_policy)
+            loader.set_endpoint(obj, ep.host_ifindex, ep.id, ep.identity)
             self._refresh_resolver()
             return ep
 
@@ -221,7 +262,50 @@ class Agent:
         return self._manager.get(namespace, name)
 
     def enforcement(self, ep: Endpoint) -> tuple[str, str]:
-        return ("disabled", "disabled")
+        if self._policy is None:
+            return ("disabled", "disabled")
+        return self._policy.enforcement(ep.id)
+
+    # --- network policy (hubblectl.v1.Agent) ----------------------------------------------
+
+    def _engine(self) -> PolicyEngine:
+        if self._policy is None:
+            raise ConfigError("the agent's datapath is not ready")
+        return self._policy
+
+    def _sync_policy(self) -> ApplyResult:
+        assert self._manager is not None
+        return self._engine().sync(self._manager.list())
+
+    async def apply_policies(self, files: Sequence[tuple[str, str]]) -> tuple[list[Change], ApplyResult]:
+        engine = self._engine()
+        assert self._manager is not None
+        mgr = self._manager
+        async with self._lock:
+            out = await asyncio.to_thread(engine.apply, files, mgr.list())
+            self._refresh_resolver()
+            return out
+
+    async def delete_policy(self, key: str, kind: str) -> tuple[Policy, ApplyResult]:
+        engine = self._engine()
+        assert self._manager is not None
+        mgr = self._manager
+        async with self._lock:
+            out = await asyncio.to_thread(engine.delete, key, kind, mgr.list())
+            self._refresh_resolver()
+            return out
+
+    def list_policies(self) -> tuple[list[PolicySummary], int]:
+        engine = self._engine()
+        return engine.list(), engine.repository.revision
+
+    def get_policy(self, key: str, kind: str) -> tuple[PolicySummary, str]:
+        engine = self._engine()
+        policy = engine.get(key, kind)
+        return engine.summary(policy), engine.document_yaml(policy)
+
+    def trace_policy(self, source: str, destination: str, dport: int, protocol: str) -> TraceResult:
+        return self._engine().trace(source, destination, dport, protocol)
 
     # --- ingest -------------------------------------------------------------------------
 

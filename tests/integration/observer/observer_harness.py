@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import queue
 import contextlib
 import copy
 import threading
@@ -490,3 +491,41 @@ def time_ns_of(msg: observer_pb2.GetFlowsResponse) -> int:
 
 def timestamp(ns: int) -> timestamp_pb2.Timestamp:
     return timestamp_pb2.Timestamp(seconds=ns // 1_000_000_000, nanos=ns % 1_000_000_000)
+
+
+class ResponseReader:
+    """Reads a started call on a thread into a queue, so a test can wait with a timeout."""
+
+    _END: Final = object()
+
+    def __init__(self, call: Any, stream: str) -> None:
+        self.call = call
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _run(self, stream: str) -> None:
+        try:
+            for resp in iter_responses(self.call, stream):
+                self._queue.put(resp)
+        except BaseException as err:  # delivered to get()
+            self._queue.put(err)
+        self._queue.put(self._END)
+
+    def get(self, timeout: float) -> observer_pb2.GetFlowsResponse | None:
+        """The next response; None if none arrived within ``timeout``. Raises the call's
+        error, or EOFError at the end of the stream."""
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if item is self._END:
+            raise EOFError("stream ended")
+        if isinstance(item, BaseException):
+            raise item
+        assert isinstance(item, observer_pb2.GetFlowsResponse)
+        return item
+
+    def close(self) -> None:
+        self.call.cancel()
+        self._thread.join(10)

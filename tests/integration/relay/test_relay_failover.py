@@ -8,6 +8,7 @@ from typing import Any
 from click.testing import CliRunner
 
 from hubblectl.cli.main import cli
+from observer.parser.timestamps import format_timestamp
 from observer.relay.pool import PeerSpec
 
 from .conftest import Cluster, make_nodes
@@ -52,12 +53,14 @@ def _flows_from(node: str, n: int) -> Any:
 def test_killed_node_is_reported_and_comes_back(cluster: Cluster) -> None:
     loop = cluster.loop
     a, b, c = cluster.nodes
-    stream = cluster.follow()
+    # `since` rather than only new flows: a node's follow cursor starts when its stream does,
+    # which may be after the flows below are stored
+    stream = cluster.follow({"since": format_timestamp(T1 - S)})
     stream.wait_for(_has_status("NODE_CONNECTED", ["node-a", "node-b", "node-c"]), WAIT, "NODE_CONNECTED")
     for i, node in enumerate(cluster.nodes):
         loop.run(node.append(flow_responses(node.absolute_name, T1 + i * MS, 1, MS)))
     stream.wait_for(lambda items: len(flows_of(items)) >= 3, WAIT, "one new flow per node")
-    assert len(flows_of(stream.items)) == 3, "follow without number sends only new flows"
+    assert len(flows_of(stream.items)) == 3, "nothing from before `since`"
 
     loop.run(b.stop(0))
     stream.wait_for(_has_status("NODE_UNAVAILABLE", ["node-b"]), WAIT, "NODE_UNAVAILABLE for node-b")
@@ -169,7 +172,7 @@ def test_peers_from_the_peer_service(loop: LoopThread) -> None:
                 WAIT,
                 "the two announced nodes",
             )
-        stream = cluster.follow()
+        stream = cluster.follow({"since": format_timestamp(T1 - S)})
         stream.wait_for(_has_status("NODE_CONNECTED", ["node-a", "node-b"]), WAIT, "NODE_CONNECTED")
 
         loop.call(lambda: service.source.remove("node-b"))

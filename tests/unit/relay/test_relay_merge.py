@@ -1,0 +1,373 @@
+"""observer.relay.merge: the RFC 3339 parser, response times, the time-ordered merge and the
+number semantics."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from observer.relay.merge import (
+    FirstN,
+    LastN,
+    TimeMerger,
+    TimeParser,
+    parse_rfc3339_ns,
+    response_time_ns,
+)
+
+S = 1_000_000_000
+
+
+def _expected_ns(text: str) -> int:
+    """Reference: datetime (microseconds) plus the digits beyond them."""
+    head, _, frac_zone = text.partition(".")
+    if not frac_zone:
+        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()) * S
+    n = 0
+    while n < len(frac_zone) and frac_zone[n].isdigit():
+        n += 1
+    digits, zone = frac_zone[:n], frac_zone[n:]
+    whole = datetime.fromisoformat(head + zone.replace("Z", "+00:00"))
+    return int(whole.timestamp()) * S + int(digits[:9].ljust(9, "0"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("1970-01-01T00:00:00Z", id="epoch"),
+        pytest.param("2026-11-26T12:00:01.123456789Z", id="nanos"),
+        pytest.param("2026-11-26T12:00:01.123501Z", id="micros"),
+        pytest.param("2026-11-26T12:00:03.500Z", id="millis"),
+        pytest.param("2026-11-26T12:00:03.5Z", id="one-digit"),
+        pytest.param("2000-02-29T23:59:59Z", id="leap-day"),
+        pytest.param("1969-12-31T23:59:59.999999999Z", id="before-epoch"),
+        pytest.param("0001-01-01T00:00:00Z", id="year-1"),
+        pytest.param("9999-12-31T23:59:59.999999999Z", id="year-9999"),
+        pytest.param("2026-11-26T13:30:00+01:30", id="positive-offset"),
+        pytest.param("2026-11-26T10:00:00.25-02:00", id="negative-offset"),
+    ],
+)
+def test_parse_rfc3339(text: str) -> None:
+    assert parse_rfc3339_ns(text) == _expected_ns(text)
+    assert parse_rfc3339_ns(text.encode()) == _expected_ns(text)
+
+
+def test_parse_rfc3339_lower_case_and_long_fractions() -> None:
+    assert parse_rfc3339_ns("2026-11-26t12:00:01.5z") == parse_rfc3339_ns("2026-11-26T12:00:01.500Z")
+    assert parse_rfc3339_ns("2026-11-26T12:00:01.1234567899Z") == parse_rfc3339_ns("2026-11-26T12:00:01.123456789Z")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("2026-11-26 12:00:01Z", id="space-separator"),
+        pytest.param("2026-11-26T12:00:01", id="no-zone"),
+        pytest.param("2026-11-26T12:00:01.Z", id="empty-fraction"),
+        pytest.param("2026-11-26T12:00:01ZZ", id="trailing"),
+        pytest.param("2026-13-01T00:00:00Z", id="month-13"),
+        pytest.param("2026-02-29T00:00:00Z", id="not-a-leap-year"),
+        pytest.param("1900-02-29T00:00:00Z", id="century-not-leap"),
+        pytest.param("2026-04-31T00:00:00Z", id="april-31"),
+        pytest.param("2026-11-26T24:00:00Z", id="hour-24"),
+        pytest.param("2026-11-26T12:60:00Z", id="minute-60"),
+        pytest.param("2026-11-26T12:00:60Z", id="leap-second"),
+        pytest.param("0000-01-01T00:00:00Z", id="year-0"),
+        pytest.param("2026-11-2a12:00:00Z", id="letters"),
+        pytest.param("2026-11-26T12:00:00+1:00", id="short-offset"),
+        pytest.param("2026-11-26T12:00:00+01:60", id="offset-minutes"),
+        pytest.param("+026-11-26T12:00:00Z", id="signed-year"),
+        pytest.param("2_26-11-26T12:00:00Z", id="underscore"),
+    ],
+)
+def test_parse_rfc3339_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_rfc3339_ns(text)
+
+
+def test_time_parser_cache_gives_the_same_results() -> None:
+    parse = TimeParser()
+    texts = [
+        b"2026-11-26T12:00:01.123456789Z",
+        b"2026-11-26T12:00:01.5Z",
+        b"2026-11-26T12:00:01Z",
+        b"2026-11-26T12:00:01.000000001Z",
+        b"2026-11-26T12:00:02.25Z",
+        b"2026-11-26T12:00:02+01:00",  # same prefix, another zone: not from the cache
+        b"2026-11-26T12:00:02.1234567891Z",  # ten digits
+        b"2026-11-26T12:00:02.12a4Z",
+    ]
+    for text in texts:
+        try:
+            want: int | None = parse_rfc3339_ns(text)
+        except ValueError:
+            want = None
+        if want is None:
+            with pytest.raises(ValueError):
+                parse(text)
+        else:
+            assert parse(text) == want, text
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        pytest.param(b'{"flow":{"time":"1970-01-01T00:00:01Z"},"node_name":"n","time":"1970-01-01T00:00:02Z"}', 2 * S, id="last-key"),
+        pytest.param(b'{"time":"1970-01-01T00:00:03Z","flow":{"time":"1970-01-01T00:00:01Z"}}', 3 * S, id="first-key"),
+        pytest.param(b'{"flow":{"time":"1970-01-01T00:00:01Z"}}', None, id="only-nested"),
+        pytest.param(b'{"node_status":{"message":"x\\",\\"time\\":\\"1970"},"time":"1970-01-01T00:00:04.5Z"}', 4 * S + S // 2, id="escaped-quotes"),
+        pytest.param(b'{"a":"b","time":"not a time"}', None, id="invalid-time"),
+        pytest.param(b'{"time":5}', None, id="not-a-string"),
+        pytest.param(b"[1,2]", None, id="not-an-object"),
+        pytest.param(b"{", None, id="not-json"),
+    ],
+)
+def test_response_time(line: bytes, expected: int | None) -> None:
+    assert response_time_ns(line) == expected
+    assert response_time_ns(line, TimeParser()) == expected
+
+
+def test_response_time_of_fixture_lines(fixture_responses: list[dict[str, Any]]) -> None:
+    for resp in fixture_responses:
+        line = orjson.dumps(resp)
+        assert response_time_ns(line) == parse_rfc3339_ns(resp["time"])
+
+
+# --- the merge ---------------------------------------------------------------------------
+
+
+def _push(m: TimeMerger[str], source: str, t: int | None, now: int = 0) -> list[str]:
+    return m.push(source, t, f"{source}{t}", now)
+
+
+def test_watermark_waits_for_every_source() -> None:
+    m: TimeMerger[str] = TimeMerger(10, 1000)
+    m.add_source("a", 0)
+    m.add_source("b", 0)
+    assert _push(m, "a", 5) == []
+    assert _push(m, "a", 7) == []
+    assert _push(m, "b", 6) == ["a5", "b6"], "released until a source has nothing left"
+    assert m.buffered("a") == 1 and m.buffered("b") == 0
+    assert m.remove_source("b", 0) == ["a7"], "a finished source is no longer awaited"
+    assert m.stats.out_of_order == 0
+
+
+@pytest.mark.parametrize(
+    ("max_len", "n", "released", "forced"),
+    [
+        pytest.param(3, 5, [], 0, id="within-len-plus-one-per-source"),
+        pytest.param(3, 6, ["a0"], 1, id="one-over"),
+        pytest.param(1, 10, ["a0", "a1", "a2", "a3", "a4", "a5", "a6"], 7, id="len-1"),
+    ],
+)
+def test_window_bound(max_len: int, n: int, released: list[str], forced: int) -> None:
+    """With source b awaited and silent, a's items go out only past max_len + one per source."""
+    m: TimeMerger[str] = TimeMerger(max_len, 10**9)
+    m.add_source("a", 0)
+    m.add_source("b", 0)
+    out: list[str] = []
+    for t in range(n):
+        out += _push(m, "a", t)
+    assert out == released
+    assert len(m) == n - len(released) <= max_len + 2
+    assert m.stats.forced_by_length == forced
+    assert m.stats.max_buffered <= max_len + 2
+
+
+def test_late_item_goes_out_at_once_and_is_counted() -> None:
+    m: TimeMerger[str] = TimeMerger(1, 10**9)
+    m.add_source("a", 0)
+    m.add_source("b", 0)
+    for t in (10, 11, 12, 13):
+        _push(m, "a", t)
+    assert _push(m, "b", 5) == ["b5"], "older than what went out: released, out of order"
+    assert _push(m, "b", 11) == ["a11", "b11"], "equal time is not late"
+    st = m.stats
+    assert st.out_of_order == 1
+    assert st.pushed == 6
+
+
+def test_backpressure() -> None:
+    m: TimeMerger[str] = TimeMerger(2, 10**9)
+    m.add_source("a", 0)
+    m.add_source("b", 0)
+    items = [(t, f"a{t}") for t in range(5)]
+    released, nxt = m.push_many("a", items, 0, 0)
+    assert (released, nxt) == ([], 2), "a stops when the buffer is full"
+    assert not m.can_accept("a")
+    assert m.can_accept("b"), "the awaited source can always push"
+    released, nxt = m.push_many("a", items, 2, 0)
+    assert nxt == 2
+    released, _ = m.push_many("b", [(1, "b1")], 0, 0)
+    assert released == ["a0", "a1"], "then a is empty again and awaited (a2 may be older than b1)"
+    assert m.can_accept("a")
+    released, nxt = m.push_many("a", items, 2, 0)
+    assert (released, nxt) == (["b1", "a2"], 4)
+
+
+def test_drain_timeout_releases_everything_older() -> None:
+    m: TimeMerger[str] = TimeMerger(100, drain_timeout_ns=1000, idle_ns=10**6)
+    m.add_source("a", 0)
+    m.add_source("b", 0)
+    m.push_many("a", [(5, "a5"), (9, "a9")], 0, 100)
+    m.push_many("a", [(20, "a20")], 0, 600)
+    assert m.next_deadline_ns() == 1100
+    assert m.poll(1099) == []
+    assert m.poll(1100) == ["a5", "a9"], "the first push's items waited 1000 ns"
+    assert m.stats.forced_by_timeout == 2
+    assert m.next_deadline_ns() == 1600
+    assert m.poll(1600) == ["a20"]
+    assert m.next_deadline_ns() is None
+
+
+def test_idle_source_stops_holding_back() -> None:
+    m: TimeMerger[str] = TimeMerger(100, drain_timeout_ns=10**6, idle_ns=100)
+    m.add_source("a", 0)
+    m.add_source("b", 50)
+    assert _push(m, "a", 1, now=60) == []
+    assert m.next_deadline_ns() == 150, "b becomes idle 100 ns after it was added"
+    assert m.poll(149) == []
+    assert m.poll(150) == ["a1"]
+    # b is idle: a's items go straight through
+    assert _push(m, "a", 2, now=200) == ["a2"]
+    # but a, having just sent, is awaited for idle_ns
+    assert _push(m, "b", 3, now=210) == []
+    assert m.next_deadline_ns() == 300
+    assert m.poll(300) == ["b3"]
+    assert _push(m, "a", 4, now=305) == [], "b sent at 210: awaited until 310"
+    assert m.poll(310) == ["a4"]
+
+
+def test_passthrough_items_are_not_ordered_or_counted() -> None:
+    m: TimeMerger[str] = TimeMerger(10, 10**9)
+    m.add_source("a", 0)
+    m.add_source("b", 0)
+    _push(m, "a", 5)
+    assert m.push("relay", None, "status", 0) == ["status"]
+    assert m.sources == frozenset({"a", "b", "relay"})
+    st = m.stats
+    assert (st.passthrough, st.pushed, st.out_of_order) == (1, 1, 0)
+
+
+def test_lost_events_are_ordered_like_flows() -> None:
+    m: TimeMerger[bytes] = TimeMerger(10, 10**9)
+    lines = {
+        "a": [b'{"flow":{},"time":"1970-01-01T00:00:01Z"}', b'{"lost_events":{},"time":"1970-01-01T00:00:03Z"}'],
+        "b": [b'{"lost_events":{},"time":"1970-01-01T00:00:02Z"}', b'{"flow":{},"time":"1970-01-01T00:00:04Z"}'],
+    }
+    out: list[bytes] = []
+    for src in lines:
+        m.add_source(src, 0)
+    for src, ls in lines.items():
+        out += m.push_many(src, [(response_time_ns(x), x) for x in ls], 0, 0)[0]
+    for src in lines:
+        out += m.remove_source(src, 0)
+    assert [response_time_ns(x) for x in out] == [S, 2 * S, 3 * S, 4 * S]
+
+
+def test_drain_releases_all_in_order() -> None:
+    m: TimeMerger[str] = TimeMerger(10, 10**9)
+    m.add_source("a", 0)
+    m.add_source("b", 0)
+    for t in (7, 3, 9):
+        _push(m, "a", t)
+    assert m.drain() == ["a3", "a7", "a9"]
+    assert len(m) == 0 and m.next_deadline_ns() is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        pytest.param({"max_len": 0, "drain_timeout_ns": 1}, "max_len", id="zero-len"),
+        pytest.param({"max_len": 1, "drain_timeout_ns": 0}, "drain timeout", id="zero-timeout"),
+    ],
+)
+def test_merger_arguments(kwargs: dict[str, int], error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        TimeMerger(**kwargs)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    streams=st.lists(st.lists(st.integers(0, 500), max_size=40).map(sorted), min_size=1, max_size=5),
+    max_len=st.integers(1, 20),
+    schedule=st.lists(st.tuples(st.integers(0, 4), st.integers(1, 8)), max_size=200),
+)
+def test_merge_is_exact_when_sources_are_ordered_and_backpressure_is_respected(
+    streams: list[list[int]], max_len: int, schedule: list[tuple[int, int]]
+) -> None:
+    """Whatever the chunking and the interleaving of the sources: sorted, complete, no
+    forced release (the watermark alone decides)."""
+    m: TimeMerger[tuple[int, int]] = TimeMerger(max_len, 10**9)
+    names = [f"s{i}" for i in range(len(streams))]
+    for name in names:
+        m.add_source(name, 0)
+    pos = [0] * len(streams)
+    out: list[tuple[int, int]] = []
+    active = [i for i, s in enumerate(streams) if s]
+    for i, s in enumerate(streams):
+        if not s:
+            out += m.remove_source(names[i], 0)
+    steps = iter(schedule)
+    while active:
+        pick, size = next(steps, (0, 8))
+        i = active[pick % len(active)]
+        if not m.can_accept(names[i]):
+            i = next(j for j in active if m.can_accept(names[j]))
+        items = [(t, (t, i)) for t in streams[i][pos[i] : pos[i] + size]]
+        released, taken = m.push_many(names[i], items, 0, 0)
+        out += released
+        pos[i] += taken
+        if pos[i] == len(streams[i]):
+            out += m.remove_source(names[i], 0)
+            active.remove(i)
+    out += m.drain()
+    assert [t for t, _ in out] == sorted(t for s in streams for t in s)
+    st_ = m.stats
+    assert (st_.out_of_order, st_.forced_by_length, st_.forced_by_timeout) == (0, 0, 0)
+    assert st_.max_buffered <= max_len + len(streams)
+
+
+# --- number semantics ----------------------------------------------------------------------
+
+
+def _is_flow(item: str) -> bool:
+    return item.startswith("f")
+
+
+@pytest.mark.parametrize(
+    ("n", "batches", "expected", "done"),
+    [
+        pytest.param(2, [["f1", "L", "f2", "f3"]], ["f1", "L", "f2"], True, id="stops-at-n"),
+        pytest.param(3, [["L"], ["f1"], ["f2", "L2"]], ["L", "f1", "f2", "L2"], False, id="not-done"),
+        pytest.param(1, [["f1"], ["f2"]], ["f1"], True, id="later-batches-dropped"),
+    ],
+)
+def test_first_n(n: int, batches: list[list[str]], expected: list[str], done: bool) -> None:
+    first: FirstN[str] = FirstN(n, _is_flow)
+    out: list[str] = []
+    for batch in batches:
+        out += first.feed(batch)
+    assert out == expected
+    assert first.done is done
+
+
+@pytest.mark.parametrize(
+    ("n", "batches", "expected"),
+    [
+        pytest.param(2, [["f1", "f2", "f3"]], ["f2", "f3"], id="last-two"),
+        pytest.param(2, [["L0", "f1", "L1", "f2", "L2", "f3", "L3"]], ["f2", "L2", "f3", "L3"], id="lost-inside-span"),
+        pytest.param(5, [["L0", "f1"], ["f2"]], ["L0", "f1", "f2"], id="fewer-than-n-keeps-all"),
+        pytest.param(1, [["f1"], ["L1"], ["f2"]], ["f2"], id="across-batches"),
+    ],
+)
+def test_last_n(n: int, batches: list[list[str]], expected: list[str]) -> None:
+    last: LastN[str] = LastN(n, _is_flow)
+    for batch in batches:
+        last.feed(batch)
+    assert last.result() == expected

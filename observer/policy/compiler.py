@@ -689,13 +689,14 @@ class _Builder:
             if not any(direction in s.default_deny for _, s in specs):
                 policy, spec = specs[0]
                 rule_id = self.rule_ids[_rule_key(policy, _default_allow_section(spec))]
-                _merge(
-                    cand, self._key(WILDCARD_IDENTITY, direction, 0, 0, 0), Action.ALLOW, rule_id
+                # Synthetic entries never displace a policy's own entry at the same key.
+                cand.setdefault(
+                    self._key(WILDCARD_IDENTITY, direction, 0, 0, 0), (Action.ALLOW, rule_id)
                 )
             if direction is Direction.INGRESS and self.options.allow_localhost:
                 rule_id = self.rule_ids[("", "", LOCALHOST_RULE.name, "")]
                 host = int(ReservedIdentity.HOST)
-                _merge(cand, self._key(host, direction, 0, 0, 0), Action.ALLOW, rule_id)
+                cand.setdefault(self._key(host, direction, 0, 0, 0), (Action.ALLOW, rule_id))
             _resolve_denies(cand)
             for key, (action, rule_id) in cand.items():
                 if action is Action.DENY and self.options.audit_mode:

@@ -3,7 +3,10 @@
 Each entry is ``Entry(seq, time_ns, kind, data)``: a monotonic sequence number (0, 1, 2, ...),
 the event time in ns since the epoch, an ``EntryKind`` and the compact JSON bytes of a whole
 GetFlowsResponse dict. Slots are parallel arrays (a list of bytes, an ``array('q')`` of times,
-a ``bytearray`` of kinds) indexed by ``seq & mask``: no object per entry but its bytes.
+a ``bytearray`` of kinds) indexed by ``seq & mask``: no object per entry but its bytes, which
+``append`` copies into an exact-size object (``orjson.dumps`` output keeps a ~8 KiB allocation
+whatever its length). Measured with bench/store_bench.py: 1,256 bytes per stored 1,205-byte
+flow (18 bytes of store overhead), versus 8,163 without the copy.
 
 As in Hubble, the capacity is 2^n - 1 and the array has 2^n slots. The store is owned by one
 asyncio event loop and is not thread-safe: ``append`` is synchronous and cheap; after a batch of

@@ -344,3 +344,21 @@ def test_select_matches_naive_model(
     predicate = lambda e: e.data.endswith(b"1}")  # noqa: E731
     got = seqs(store.select(number, first, since, until, predicate))
     assert got == naive_select(retained, number, first, since, until)
+
+
+@pytest.mark.parametrize(
+    ("compact", "payload"),
+    [
+        pytest.param(True, orjson.dumps({"flow": {"verdict": "FORWARDED"}}), id="compact-orjson"),
+        pytest.param(True, bytearray(b'{"flow":{}}'), id="compact-bytearray"),
+        pytest.param(False, b'{"flow":{}}', id="as-given"),
+    ],
+)
+def test_append_stores_exact_size_copy(compact: bool, payload: bytes) -> None:
+    store = FlowStore(3, compact=compact)
+    store.append(1, FLOW, payload)
+    entry = store.get(0)
+    assert entry is not None
+    assert entry.data == payload
+    assert type(entry.data) is bytes
+    assert (entry.data is payload) is (not compact)

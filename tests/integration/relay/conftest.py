@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,10 +98,8 @@ class Cluster:
 
     def close(self) -> None:
         for closer in reversed(self._closers):
-            try:
+            with contextlib.suppress(Exception):  # best effort teardown
                 closer()
-            except Exception:  # noqa: BLE001 - best effort teardown
-                pass
         if self.relay is not None:
             self.loop.run(self.relay.stop(0))
         for node in self.nodes:

@@ -329,7 +329,7 @@ class StreamCollector:
                 for line in chunk.splitlines():
                     if line:
                         self._queue.put(orjson.loads(line))
-        except BaseException as err:  # noqa: BLE001 - handed to the test thread
+        except BaseException as err:  # handed to the test thread
             self._queue.put(err)
         self._queue.put(None)
 

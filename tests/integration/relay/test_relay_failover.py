@@ -14,11 +14,11 @@ from observer.relay.pool import PeerSpec
 from .conftest import Cluster, make_nodes
 from .harness import (
     MS,
-    S,
     T0,
     FakeNode,
     FakePeerService,
     LoopThread,
+    S,
     flow_responses,
     flows_of,
     node_statuses,

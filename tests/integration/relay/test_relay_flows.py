@@ -156,7 +156,7 @@ def test_namespaces_from_all_nodes(cluster: Cluster) -> None:
     cluster.loop.run(node.append(shape[:1]))
     stub = observer_pb2_grpc.ObserverStub(cluster.grpc_channel())
     resp = stub.GetNamespaces(observer_pb2.GetNamespacesRequest(), timeout=10)
-    assert ("kube-system") in {n.namespace for n in resp.namespaces}
+    assert "kube-system" in {n.namespace for n in resp.namespaces}
 
 
 def test_unknown_rpc_is_unimplemented(cluster: Cluster) -> None:

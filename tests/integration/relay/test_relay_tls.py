@@ -9,14 +9,20 @@ from typing import Any
 
 import pytest
 
-from hubblectl.cli.certs import KeyPair, certificate_bundle, issue_certificate, make_ca, write_bundle
+from hubblectl.cli.certs import (
+    KeyPair,
+    certificate_bundle,
+    issue_certificate,
+    make_ca,
+    write_bundle,
+)
 from hubblectl.client import TLSOptions, connect
 from hubblectl.errors import ServerError
 from observer.relay.pool import UpstreamTLS
 from observer.server.tls import hubble_server_name, server_credentials
 
 from .conftest import FLOWS_PER_NODE, Cluster, make_nodes
-from .harness import LoopThread, flows_of, node_statuses, relay_config, wait_until
+from .harness import LoopThread, flows_of, node_statuses, wait_until
 
 WAIT = 15.0
 RELAY_NAME = "instance.hubble-relay.cilium.io"

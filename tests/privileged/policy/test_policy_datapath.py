@@ -280,15 +280,22 @@ def test_switch_writes_only_differences_and_flips_generation(pdp: PolicyDatapath
     same = pdp.enforce(SW_POLICY, ALL)
     assert not same.switched and same.writes == 0
 
-    # a second policy selecting only xwing: deathstar's entries stay as they are; the
-    # stale generation 0 is brought up to date (it was empty) and flipped to
-    second = pdp.enforce(SW_POLICY + "---\n" + ICMP_ONLY.replace("class: deathstar", "class: xwing"), ALL)
+    # more policies, each selecting one other endpoint: every switch writes the inactive
+    # generation up to the target and touches only endpoints whose policy differs there
+    xw = ICMP_ONLY.replace("class: deathstar", "class: xwing").replace("name: ping", "name: ping-x")
+    tf = ICMP_ONLY.replace("class: deathstar", "class: tiefighter").replace("name: ping", "name: ping-t")
+    second = pdp.enforce(SW_POLICY + "---\n" + xw, ALL)
     assert second.switched and second.generation == 0
-    assert pdp.maps.read_image(0).same_as(pdp.maps.image(0))
-    third = pdp.enforce(SW_POLICY, ALL)
-    assert third.generation == 1
-    assert third.endpoints == frozenset({XWING.id})  # only xwing's policy changed
-    assert pdp.maps.read_image(1).same_as(pdp.maps.image(1))
+    assert second.endpoints == frozenset({DEATHSTAR.id, XWING.id})  # generation 0 was empty
+    third = pdp.enforce(SW_POLICY + "---\n" + xw + "---\n" + tf, ALL)
+    assert third.generation == 1 and third.endpoints == frozenset({XWING.id, TIEFIGHTER.id})
+    fourth = pdp.enforce(SW_POLICY + "---\n" + tf, ALL)
+    assert fourth.generation == 0 and fourth.endpoints == frozenset({XWING.id, TIEFIGHTER.id})
+    for gen in (0, 1):
+        assert pdp.maps.read_image(gen).same_as(pdp.maps.image(gen))
+    pdp.flush_ct()
+    assert pdp.send(icmp_echo(XWING, TIEFIGHTER), TIEFIGHTER, TO).passed
+    assert pdp.send(icmp_echo(TIEFIGHTER, XWING), XWING, TO).passed  # xwing: no policy selects it now
 
 
 def test_label_change_recomputes_only_affected_endpoints(pdp: PolicyDatapath) -> None:

@@ -86,7 +86,7 @@ class Cluster:
                     raise
 
         def close() -> None:
-            call.cancel()
+            call.cancel()  # type: ignore[no-untyped-call]
             ch.close()
 
         collector = StreamCollector(chunks(), close)

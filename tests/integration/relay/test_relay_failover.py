@@ -65,11 +65,13 @@ def test_killed_node_is_reported_and_comes_back(cluster: Cluster) -> None:
     loop.run(b.stop(0))
     stream.wait_for(_has_status("NODE_UNAVAILABLE", ["node-b"]), WAIT, "NODE_UNAVAILABLE for node-b")
     with cluster.client() as client:
-        st = wait_until(
-            lambda: (s := client.server_status()).get("num_unavailable_nodes") == 1 and s,
-            WAIT,
-            "ServerStatus to count node-b as unavailable",
-        )
+
+        def one_unavailable() -> dict[str, Any] | None:
+            got = client.server_status()
+            return got if got.get("num_unavailable_nodes") == 1 else None
+
+        st = wait_until(one_unavailable, WAIT, "ServerStatus to count node-b as unavailable")
+        assert st is not None
     assert st["num_connected_nodes"] == 2
     assert st["unavailable_nodes"] == ["node-b"]
     assert st["num_flows"] == str(2 * 21)
@@ -96,6 +98,7 @@ def test_killed_node_is_reported_and_comes_back(cluster: Cluster) -> None:
             return got if all(n["state"] == "NODE_CONNECTED" for n in got) else None
 
         nodes = wait_until(all_connected, WAIT, "every node connected again")
+        assert nodes is not None
     assert [n["name"] for n in nodes] == ["node-a", "node-b", "node-c"]
 
 
@@ -106,13 +109,14 @@ def test_get_nodes_states_and_list_nodes(loop: LoopThread) -> None:
         down = PeerSpec("node-x", f"127.0.0.1:{_free_port()}")
         cluster.start_relay(relay_config([n.spec for n in nodes] + [down], dial_timeout_s=1.0))
         with cluster.client() as client:
-            got = wait_until(
-                lambda: {n["name"]: n for n in client.get_nodes()}
-                if {n["state"] for n in client.get_nodes()} == {"NODE_CONNECTED", "NODE_ERROR", "NODE_UNAVAILABLE"}
-                else None,
-                WAIT,
-                "three node states",
-            )
+
+            def three_states() -> dict[str, dict[str, Any]] | None:
+                by_name = {n["name"]: n for n in client.get_nodes()}
+                states = {n["state"] for n in by_name.values()}
+                return by_name if states == {"NODE_CONNECTED", "NODE_ERROR", "NODE_UNAVAILABLE"} else None
+
+            got = wait_until(three_states, WAIT, "three node states")
+            assert got is not None
             status = client.server_status()
         assert got["node-a"]["state"] == "NODE_CONNECTED"
         assert got["node-a"]["num_flows"] == "20"
@@ -163,7 +167,8 @@ def test_peers_from_the_peer_service(loop: LoopThread) -> None:
     try:
         a, b, c = nodes
         for node in (a, b):
-            loop.call(lambda n=node: service.source.set(PeerSpec(n.name, n.address)))
+            spec = PeerSpec(node.name, node.address)
+            loop.call(lambda spec=spec: service.source.set(spec))  # type: ignore[misc]
         cluster.start_relay(relay_config([], peer_service=service.address))
         with cluster.client() as client:
             wait_until(

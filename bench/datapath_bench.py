@@ -1,0 +1,116 @@
+"""Datapath cost: iperf3 TCP throughput between two endpoints with the agent's programs
+attached, as a ratio to the same veths with the programs detached, in one run.
+
+Method: start a private agent (own state dir, socket, pins, netns prefix, pod range), create
+two endpoints, run iperf3 (-t SECONDS, one stream) client -> server three times alternating
+"attached" and "bare" (tc filters removed with `tc filter del`, re-attached by restarting
+the agent, which replaces filters in place), and report the median of each and the ratio.
+Aggregation: the agent's default (medium). Needs root, iperf3 and bpf/build/datapath.o.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+HUBBLECTL = [sys.executable, "-m", "hubblectl.cli.main"]
+
+
+class _Agent:
+    def __init__(self, tmp: Path, extra: tuple[str, ...] = ()) -> None:
+        self.tag = "hbb" + secrets.token_hex(3)
+        self.sock = tmp / f"{self.tag}.sock"
+        self.args = [
+            "agent", "--node-name", self.tag, "--state-dir", str(tmp / "state"), "--socket", str(self.sock),
+            "--bpf-root", f"/sys/fs/bpf/{self.tag}", "--netns-prefix", f"{self.tag}-",
+            "--ipv4-range", "10.254.9.0/24", "--ipv6-range", "fd00:254:9::/112", *extra,
+        ]
+        self.env = {**os.environ, "HUBBLECTL_AGENT": f"unix://{self.sock}"}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([*HUBBLECTL, *self.args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            if self.sock.exists() and self.cli("status", "--server", f"unix://{self.sock}", check=False).returncode == 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("agent did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=15)
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*HUBBLECTL, *args], capture_output=True, text=True, env=self.env, check=check)
+
+
+def _iperf(netns_c: str, netns_s: str, ip: str, seconds: int) -> float:
+    srv = subprocess.Popen(["ip", "netns", "exec", netns_s, "iperf3", "-s", "-1"], stdout=subprocess.DEVNULL)
+    time.sleep(0.5)
+    try:
+        out = subprocess.run(
+            ["ip", "netns", "exec", netns_c, "iperf3", "-c", ip, "-t", str(seconds), "-J"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    finally:
+        srv.wait(timeout=10)
+    return float(json.loads(out)["end"]["sum_received"]["bits_per_second"]) / 1e9
+
+
+def _detach(ifname: str) -> None:
+    for direction in ("ingress", "egress"):
+        subprocess.run(["tc", "filter", "del", "dev", ifname, direction], check=False, capture_output=True)
+
+
+def run(quick: bool = False, extra: tuple[str, ...] = (), label: str = "default") -> dict[str, Any]:
+    seconds = 3 if quick else 5
+    rounds = 1 if quick else 3
+    tmp = Path(tempfile.mkdtemp(prefix="hbbench-"))
+    agent = _Agent(tmp, extra)
+    try:
+        agent.start()
+        c = json.loads(agent.cli("endpoint", "create", "default/client", "-l", "app=client", "-o", "json").stdout)
+        s = json.loads(agent.cli("endpoint", "create", "default/server", "-l", "app=server", "-o", "json").stdout)
+        attached: list[float] = []
+        bare: list[float] = []
+        for _ in range(rounds):
+            attached.append(_iperf(c["netns"], s["netns"], s["ipv4"], seconds))
+            agent.stop()
+            _detach(c["interface_name"])
+            _detach(s["interface_name"])
+            bare.append(_iperf(c["netns"], s["netns"], s["ipv4"], seconds))
+            agent.start()  # restores the endpoints and re-attaches the programs
+        a, b = statistics.median(attached), statistics.median(bare)
+        return {
+            f"datapath_{label}_gbps_attached": round(a, 2),
+            f"datapath_{label}_gbps_bare": round(b, 2),
+            f"datapath_{label}_ratio": round(a / b, 3),
+        }
+    finally:
+        try:
+            for key in ("default/client", "default/server"):
+                agent.cli("endpoint", "delete", key, check=False)
+        finally:
+            agent.stop()
+            shutil.rmtree(f"/sys/fs/bpf/{agent.tag}", ignore_errors=True)
+            for ns in os.listdir("/var/run/netns") if os.path.isdir("/var/run/netns") else []:
+                if ns.startswith(agent.tag):
+                    subprocess.run(["ip", "netns", "delete", ns], check=False)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    for k, v in run("--quick" in sys.argv).items():
+        print(f"{k:40} {v}")

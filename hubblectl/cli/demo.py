@@ -13,6 +13,7 @@ The demo drives the same commands a user types (`hubblectl endpoint ...`, `hubbl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -63,9 +64,10 @@ S(("0.0.0.0", 80), H).serve_forever()
 
 
 class Demo:
-    def __init__(self, console: Console, server: str) -> None:
+    def __init__(self, console: Console, server: str, agent_args: Sequence[str] = ()) -> None:
         self.console = console
         self.server = server
+        self.agent_args = list(agent_args)
         self.env = {**os.environ, "HUBBLECTL_AGENT": server}
 
     # --- plumbing ---------------------------------------------------------------------
@@ -94,7 +96,10 @@ class Demo:
         AGENT_LOG.parent.mkdir(parents=True, exist_ok=True)
         with open(AGENT_LOG, "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "hubblectl.cli.main", "agent", "--socket", self.server.removeprefix("unix://")],
+                [
+                    sys.executable, "-m", "hubblectl.cli.main", "agent",
+                    "--socket", self.server.removeprefix("unix://"), *self.agent_args,
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -261,9 +266,7 @@ def _read_pids(path: Path) -> list[int]:
 def _kill(pid: int, wait: float = 2) -> None:
     try:
         os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    except PermissionError:
+    except (ProcessLookupError, PermissionError):
         return
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
@@ -272,16 +275,17 @@ def _kill(pid: int, wait: float = 2) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.05)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 @click.command()
 @click.option("--cleanup", is_flag=True, help="Remove everything the demo made (and stop an agent it started).")
 @click.option("--server", default=f"unix://{DEFAULT_SOCKET}", show_default=True, help="The agent's socket.")
-def demo(cleanup: bool, server: str) -> None:
+@click.option("--state-dir", default=None, help="State dir for an agent the demo starts.")
+@click.option("--bpf-root", default=None, help="bpffs pin root for an agent the demo starts.")
+@click.option("--netns-prefix", default=None, help="Netns prefix for an agent the demo starts.")
+def demo(cleanup: bool, server: str, state_dir: str | None, bpf_root: str | None, netns_prefix: str | None) -> None:
     """The Star Wars demo: endpoints, an L3/L4 policy, traffic, and the flows it makes.
 
     Only the Empire may land on the Death Star: tiefighter (org=empire) reaches deathstar
@@ -290,7 +294,11 @@ def demo(cleanup: bool, server: str) -> None:
     if os.geteuid() != 0:
         raise UsageError("hubblectl demo needs root (it starts the agent and creates network namespaces)")
     console = Console(highlight=False)
-    d = Demo(console, server)
+    agent_args: list[str] = []
+    for flag, value in (("--state-dir", state_dir), ("--bpf-root", bpf_root), ("--netns-prefix", netns_prefix)):
+        if value:
+            agent_args += [flag, value]
+    d = Demo(console, server, agent_args)
     if cleanup:
         d.cleanup()
         return

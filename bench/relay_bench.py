@@ -52,7 +52,9 @@ def _fill(node: Any, count: int, seed: int, jitter_ns: int) -> None:
         flow["time"] = ts
         flow["node_name"] = name
         flow["uuid"] = f"{seed:08x}-0000-4000-8000-{i:012x}"
-        node.store.append(ts_ns, EntryKind.FLOW, orjson.dumps({"flow": flow, "node_name": name, "time": ts}))
+        node.store.append(
+            ts_ns, EntryKind.FLOW, orjson.dumps({"flow": flow, "node_name": name, "time": ts})
+        )
     node.store.notify()
 
 
@@ -78,8 +80,15 @@ def _nodes_main(n: int, flows: int, jitter_ns: int, conn: Connection) -> None:
     asyncio.run(main())
 
 
-def _relay_main(addresses: list[str], sort_len: int, conn: Connection) -> None:
+def _relay_main(addresses: list[str], sort_len: int, debug: bool, conn: Connection) -> None:
     import asyncio
+    import logging
+
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.ERROR, format="relay: %(message)s"
+    )
+    logging.getLogger("grpc").setLevel(logging.WARNING)
+    logging.getLogger("asyncio").setLevel(logging.WARNING)
 
     from observer.relay.pool import PeerSpec
     from observer.relay.server import Relay, RelayConfig
@@ -110,7 +119,9 @@ def _read(address: str, stream: str) -> tuple[list[bytes], float, float]:
     from observer.api.v1.hubblectl import agent_pb2_grpc
     from observer.api.v1.observer import observer_pb2, observer_pb2_grpc
 
-    channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20)])
+    channel = grpc.insecure_channel(
+        address, options=[("grpc.max_receive_message_length", 64 << 20)]
+    )
     request = observer_pb2.GetFlowsRequest()
     chunks: list[bytes] = []
     t0 = time.perf_counter()
@@ -133,13 +144,20 @@ def _read(address: str, stream: str) -> tuple[list[bytes], float, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--nodes", type=int, default=4)
-    ap.add_argument("--flows", type=int, default=65535, help="flows per node (the store is sized to hold them)")
+    ap.add_argument(
+        "--flows", type=int, default=65535, help="flows per node (the store is sized to hold them)"
+    )
     ap.add_argument("--stream", choices=["batched", "standard"], default="batched")
     ap.add_argument("--sort-buffer-len-max", type=int, default=100)
     ap.add_argument("--jitter-us", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    ap.add_argument(
+        "--debug", action="store_true", help="the relay logs (its merge counters, per request)"
+    )
     args = ap.parse_args()
 
     from observer.relay.merge import TimeParser, response_time_ns
@@ -148,13 +166,17 @@ def main() -> None:
     nodes_conn, nodes_child = ctx.Pipe()
     relay_conn, relay_child = ctx.Pipe()
     t_fill = time.perf_counter()
-    nodes_proc = ctx.Process(target=_nodes_main, args=(args.nodes, args.flows, args.jitter_us * 1000, nodes_child))
+    nodes_proc = ctx.Process(
+        target=_nodes_main, args=(args.nodes, args.flows, args.jitter_us * 1000, nodes_child)
+    )
     nodes_proc.start()
     relay_proc = None
     try:
         addresses = nodes_conn.recv()
         fill_s = time.perf_counter() - t_fill
-        relay_proc = ctx.Process(target=_relay_main, args=(addresses, args.sort_buffer_len_max, relay_child))
+        relay_proc = ctx.Process(
+            target=_relay_main, args=(addresses, args.sort_buffer_len_max, args.debug, relay_child)
+        )
         relay_proc.start()
         port = relay_conn.recv()
         lines, first_s, total_s = _read(f"127.0.0.1:{port}", args.stream)
@@ -210,7 +232,10 @@ def main() -> None:
     print(f"  received          {flows:,} of {expected:,} flows")
     print(f"  time              {total_s:.3f} s (first batch after {first_s * 1000:.0f} ms)")
     print(f"  merged flows/s    {result['flows_per_second']:,}")
-    print(f"  order violations  {violations:,}" + (f" (worst {worst_ns / 1000:.0f} us back)" if violations else ""))
+    print(
+        f"  order violations  {violations:,}"
+        + (f" (worst {worst_ns / 1000:.0f} us back)" if violations else "")
+    )
 
 
 if __name__ == "__main__":

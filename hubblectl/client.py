@@ -85,7 +85,9 @@ def _host_port(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _fetch_certificate(address: str, server_name: str | None, timeout: float) -> tuple[bytes, str | None]:
+def _fetch_certificate(
+    address: str, server_name: str | None, timeout: float
+) -> tuple[bytes, str | None]:
     """The server's leaf certificate (unverified) and a name it is valid for."""
     host, port = _host_port(address)
     ctx = ssl.create_default_context()
@@ -130,7 +132,9 @@ def _certificate_name(pem: bytes) -> str | None:
     return None
 
 
-def _credentials(target: Target, tls: TLSOptions, timeout: float) -> tuple[grpc.ChannelCredentials, list[tuple[str, Any]]]:
+def _credentials(
+    target: Target, tls: TLSOptions, timeout: float
+) -> tuple[grpc.ChannelCredentials, list[tuple[str, Any]]]:
     options: list[tuple[str, Any]] = []
     root: bytes | None = None
     if tls.ca_cert_files:
@@ -142,7 +146,9 @@ def _credentials(target: Target, tls: TLSOptions, timeout: float) -> tuple[grpc.
     cert = _read(tls.client_cert_file, "client certificate") if tls.client_cert_file else None
     if server_name:
         options.append(("grpc.ssl_target_name_override", server_name))
-    creds = grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=cert)
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=root, private_key=key, certificate_chain=cert
+    )
     return creds, options
 
 
@@ -157,7 +163,9 @@ def _connect_error(
                 "or point --server at an agent or relay)"
             )
         if not os.access(path, os.R_OK | os.W_OK):
-            return ServerError(f"cannot connect to {server}: permission denied on {path} (try as root)")
+            return ServerError(
+                f"cannot connect to {server}: permission denied on {path} (try as root)"
+            )
         return ServerError(f"cannot connect to {server}: no answer within {timeout:g}s")
     from observer.server.tls import diagnose_tls
 
@@ -210,7 +218,9 @@ def _flows_request(request: Mapping[str, Any]) -> Any:
 class Client:
     """A connected channel. Use as a context manager or call ``close``."""
 
-    def __init__(self, channel: grpc.Channel, server: str, target: Target, request_timeout: float) -> None:
+    def __init__(
+        self, channel: grpc.Channel, server: str, target: Target, request_timeout: float
+    ) -> None:
         self._channel = channel
         self.server = server
         self.target = target
@@ -292,7 +302,9 @@ class Client:
             response_deserializer=health_pb2.HealthCheckResponse.FromString,
         )
         try:
-            resp = check(health_pb2.HealthCheckRequest(service=service), timeout=self.request_timeout)
+            resp = check(
+                health_pb2.HealthCheckRequest(service=service), timeout=self.request_timeout
+            )
         except grpc.RpcError as err:
             raise self._error(err) from None
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status))

@@ -73,7 +73,9 @@ def _duration_seconds(flag: str, text: str) -> float:
         try:
             return float(text)
         except ValueError:
-            raise UsageError(f"invalid --{flag} value {text!r}: expected a duration like 5s or 1m") from None
+            raise UsageError(
+                f"invalid --{flag} value {text!r}: expected a duration like 5s or 1m"
+            ) from None
     if ns <= 0:
         raise UsageError(f"invalid --{flag} value {text!r}: must be positive")
     return ns / 1e9

@@ -25,6 +25,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Final
 
 import orjson
@@ -67,35 +68,43 @@ TRAFFIC_DIRECTIONS: Final = ("ingress", "egress")
 TCP_FLAG_NAMES: Final = ("FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS")
 
 # Monitor message type names accepted by --type (Cilium's MessageTypeNames).
-EVENT_TYPE_NAMES: Final = {
-    "drop": 1,
-    "debug": 2,
-    "capture": 3,
-    "trace": 4,
-    "policy-verdict": 5,
-    "trace-sock": 7,
-    "l7": 129,
-    "agent": 130,
-}
+EVENT_TYPE_NAMES: Final = MappingProxyType(
+    {
+        "drop": 1,
+        "debug": 2,
+        "capture": 3,
+        "trace": 4,
+        "policy-verdict": 5,
+        "trace-sock": 7,
+        "l7": 129,
+        "agent": 130,
+    }
+)
 # Types valid for flows, in the order --help and completion list them.
 FLOW_EVENT_TYPES: Final = ("capture", "drop", "l7", "policy-verdict", "trace", "trace-sock")
 
-AGENT_EVENT_SUBTYPES: Final = {
-    "unspecified": 0,
-    "message": 1,
-    "agent-started": 2,
-    "policy-updated": 3,
-    "policy-deleted": 4,
-    "endpoint-regenerate-success": 5,
-    "endpoint-regenerate-failure": 6,
-    "endpoint-created": 7,
-    "endpoint-deleted": 8,
-    "ipcache-upserted": 9,
-    "ipcache-deleted": 10,
-}
+AGENT_EVENT_SUBTYPES: Final = MappingProxyType(
+    {
+        "unspecified": 0,
+        "message": 1,
+        "agent-started": 2,
+        "policy-updated": 3,
+        "policy-deleted": 4,
+        "endpoint-regenerate-success": 5,
+        "endpoint-regenerate-failure": 6,
+        "endpoint-created": 7,
+        "endpoint-deleted": 8,
+        "ipcache-upserted": 9,
+        "ipcache-deleted": 10,
+    }
+)
 
-TRACE_POINT_CODES: Final = {name: code for code, name in TRACE_POINT_NAMES.items()}
-RESERVED_IDENTITY_CODES: Final = {name: code for code, name in RESERVED_IDENTITY_NAMES.items()}
+TRACE_POINT_CODES: Final = MappingProxyType(
+    {name: code for code, name in TRACE_POINT_NAMES.items()}
+)
+RESERVED_IDENTITY_CODES: Final = MappingProxyType(
+    {name: code for code, name in RESERVED_IDENTITY_NAMES.items()}
+)
 
 # FlowFilter fields in proto declaration order (protojson key order).
 FLOW_FILTER_FIELDS: Final = (
@@ -145,9 +154,27 @@ _FIELD_SET: Final = frozenset(FLOW_FILTER_FIELDS)
 
 # Flags that may not be used together on the same side (whitelist or blacklist).
 CONFLICT_GROUPS: Final = (
-    ("from-fqdn", "from-ip", "ip", "fqdn", "from-namespace", "namespace", "from-all-namespaces", "all-namespaces"),
+    (
+        "from-fqdn",
+        "from-ip",
+        "ip",
+        "fqdn",
+        "from-namespace",
+        "namespace",
+        "from-all-namespaces",
+        "all-namespaces",
+    ),
     ("from-fqdn", "from-ip", "ip", "fqdn", "from-pod", "pod"),
-    ("to-fqdn", "to-ip", "ip", "fqdn", "to-namespace", "namespace", "to-all-namespaces", "all-namespaces"),
+    (
+        "to-fqdn",
+        "to-ip",
+        "ip",
+        "fqdn",
+        "to-namespace",
+        "namespace",
+        "to-all-namespaces",
+        "all-namespaces",
+    ),
     ("to-fqdn", "to-ip", "ip", "fqdn", "to-pod", "pod"),
     ("to-pod", "namespace", "all-namespaces"),
     ("from-pod", "namespace", "all-namespaces"),
@@ -170,49 +197,60 @@ CONFLICT_GROUPS: Final = (
 )
 
 # flag -> (left field, right field) for symmetric flags; (field, field) for one-sided ones.
-_SYMMETRIC: Final = {
-    "ip": ("source_ip", "destination_ip"),
-    "pod": ("source_pod", "destination_pod"),
-    "fqdn": ("source_fqdn", "destination_fqdn"),
-    "label": ("source_label", "destination_label"),
-    "service": ("source_service", "destination_service"),
-    "port": ("source_port", "destination_port"),
-    "cluster": ("source_cluster_name", "destination_cluster_name"),
-    "workload": ("source_workload", "destination_workload"),
-    "identity": ("source_identity", "destination_identity"),
-}
-_ONE_SIDED: Final = {
-    "uuid": "uuid",
-    "from-ip": "source_ip",
-    "to-ip": "destination_ip",
-    "snat-ip": "source_ip_xlated",
-    "from-pod": "source_pod",
-    "to-pod": "destination_pod",
-    "from-fqdn": "source_fqdn",
-    "to-fqdn": "destination_fqdn",
-    "from-label": "source_label",
-    "to-label": "destination_label",
-    "from-service": "source_service",
-    "to-service": "destination_service",
-    "from-port": "source_port",
-    "to-port": "destination_port",
-    "from-cluster": "source_cluster_name",
-    "to-cluster": "destination_cluster_name",
-    "from-workload": "source_workload",
-    "to-workload": "destination_workload",
-    "from-identity": "source_identity",
-    "to-identity": "destination_identity",
-    "node-name": "node_name",
-    "node-label": "node_labels",
-    "protocol": "protocol",
-    "http-status": "http_status_code",
-    "http-method": "http_method",
-    "http-path": "http_path",
-    "http-url": "http_url",
-    "trace-id": "trace_id",
-}
+_SYMMETRIC: Final = MappingProxyType(
+    {
+        "ip": ("source_ip", "destination_ip"),
+        "pod": ("source_pod", "destination_pod"),
+        "fqdn": ("source_fqdn", "destination_fqdn"),
+        "label": ("source_label", "destination_label"),
+        "service": ("source_service", "destination_service"),
+        "port": ("source_port", "destination_port"),
+        "cluster": ("source_cluster_name", "destination_cluster_name"),
+        "workload": ("source_workload", "destination_workload"),
+        "identity": ("source_identity", "destination_identity"),
+    }
+)
+_ONE_SIDED: Final = MappingProxyType(
+    {
+        "uuid": "uuid",
+        "from-ip": "source_ip",
+        "to-ip": "destination_ip",
+        "snat-ip": "source_ip_xlated",
+        "from-pod": "source_pod",
+        "to-pod": "destination_pod",
+        "from-fqdn": "source_fqdn",
+        "to-fqdn": "destination_fqdn",
+        "from-label": "source_label",
+        "to-label": "destination_label",
+        "from-service": "source_service",
+        "to-service": "destination_service",
+        "from-port": "source_port",
+        "to-port": "destination_port",
+        "from-cluster": "source_cluster_name",
+        "to-cluster": "destination_cluster_name",
+        "from-workload": "source_workload",
+        "to-workload": "destination_workload",
+        "from-identity": "source_identity",
+        "to-identity": "destination_identity",
+        "node-name": "node_name",
+        "node-label": "node_labels",
+        "protocol": "protocol",
+        "http-status": "http_status_code",
+        "http-method": "http_method",
+        "http-path": "http_path",
+        "http-url": "http_url",
+        "trace-id": "trace_id",
+    }
+)
 _NAMESPACE_FLAGS: Final = frozenset(
-    {"namespace", "from-namespace", "to-namespace", "all-namespaces", "from-all-namespaces", "to-all-namespaces"}
+    {
+        "namespace",
+        "from-namespace",
+        "to-namespace",
+        "all-namespaces",
+        "from-all-namespaces",
+        "to-all-namespaces",
+    }
 )
 _OTHER_FLAGS: Final = frozenset(
     {
@@ -232,11 +270,22 @@ _OTHER_FLAGS: Final = frozenset(
         "cel-expression",
     }
 )
-FILTER_FLAGS: Final = frozenset({"not"} | set(_SYMMETRIC) | set(_ONE_SIDED) | _NAMESPACE_FLAGS | _OTHER_FLAGS)
+FILTER_FLAGS: Final = frozenset(
+    {"not"} | set(_SYMMETRIC) | set(_ONE_SIDED) | _NAMESPACE_FLAGS | _OTHER_FLAGS
+)
 """Every filter flag name (without dashes)."""
 
 VALUELESS_FLAGS: Final = frozenset(
-    {"not", "ipv4", "ipv6", "all-namespaces", "from-all-namespaces", "to-all-namespaces", "encrypted", "unencrypted"}
+    {
+        "not",
+        "ipv4",
+        "ipv6",
+        "all-namespaces",
+        "from-all-namespaces",
+        "to-all-namespaces",
+        "encrypted",
+        "unencrypted",
+    }
 )
 
 _HTTP_STATUS: Final = re.compile(r"[1-5](?:\d\d|\d?\+)")
@@ -256,7 +305,9 @@ def parse_ip(flag: str, value: str) -> str:
         else:
             ipaddress.ip_address(value)
     except ValueError:
-        raise _bad(flag, value, "expected an IP address or CIDR (e.g. 10.0.0.1, 10.0.0.0/8)") from None
+        raise _bad(
+            flag, value, "expected an IP address or CIDR (e.g. 10.0.0.1, 10.0.0.0/8)"
+        ) from None
     return value
 
 
@@ -293,7 +344,9 @@ def parse_tcp_flags(value: str) -> dict[str, bool]:
     for part in value.split(","):
         name = part.strip().upper()
         if name not in TCP_FLAG_NAMES:
-            raise _bad("tcp-flags", value, f"unknown tcp flag {part!r}; one of {', '.join(TCP_FLAG_NAMES)}")
+            raise _bad(
+                "tcp-flags", value, f"unknown tcp flag {part!r}; one of {', '.join(TCP_FLAG_NAMES)}"
+            )
         wanted.add(name)
     return {name: True for name in TCP_FLAG_NAMES if name in wanted}
 
@@ -478,7 +531,9 @@ class _Side:
                     for name in names:
                         other = _namespace_of(name)
                         if other and other != ns:
-                            raise UsageError(f'namespace conflict: "{ns}" does not contain "{name}"')
+                            raise UsageError(
+                                f'namespace conflict: "{ns}" does not contain "{name}"'
+                            )
             for pods_key, svcs_key in (
                 ("source_pod", "source_service"),
                 ("destination_pod", "destination_service"),
@@ -489,7 +544,9 @@ class _Side:
                         continue
                     for svc in ff.get(svcs_key, []):
                         if _namespace_of(svc) != pod_ns:
-                            raise UsageError(f'namespace of service "{svc}" conflicts with pod "{pod_ns}"')
+                            raise UsageError(
+                                f'namespace of service "{svc}" conflicts with pod "{pod_ns}"'
+                            )
 
     @staticmethod
     def _apply_src(ff: FlowFilter, namespaces: list[str]) -> None:
@@ -528,7 +585,9 @@ class _Side:
 
 def ordered_filter(ff: Mapping[str, Any]) -> FlowFilter:
     """A FlowFilter dict with keys in declaration order and empty fields dropped."""
-    return {key: ff[key] for key in FLOW_FILTER_FIELDS if key in ff and ff[key] not in ([], {}, None)}
+    return {
+        key: ff[key] for key in FLOW_FILTER_FIELDS if key in ff and ff[key] not in ([], {}, None)
+    }
 
 
 def _apply_flag(side: _Side, flag: str, value: str | None) -> None:
@@ -645,13 +704,21 @@ def _camel(snake: str) -> str:
     return re.sub(r"_([a-z])", lambda m: m.group(1).upper(), snake)
 
 
-_CAMEL: Final = {_camel(name): name for name in FLOW_FILTER_FIELDS}
-_NESTED_CAMEL: Final = {"matchSubType": "match_sub_type", "subType": "sub_type", "celExpression": "cel_expression"}
-_ENUM_NUMBERS: Final = {
-    "verdict": dict(enumerate(_ALL_VERDICTS)),
-    "traffic_direction": {0: "TRAFFIC_DIRECTION_UNKNOWN", 1: "INGRESS", 2: "EGRESS"},
-    "ip_version": {0: "IP_NOT_USED", 1: "IPv4", 2: "IPv6"},
-}
+_CAMEL: Final = MappingProxyType({_camel(name): name for name in FLOW_FILTER_FIELDS})
+_NESTED_CAMEL: Final = MappingProxyType(
+    {
+        "matchSubType": "match_sub_type",
+        "subType": "sub_type",
+        "celExpression": "cel_expression",
+    }
+)
+_ENUM_NUMBERS: Final = MappingProxyType(
+    {
+        "verdict": dict(enumerate(_ALL_VERDICTS)),
+        "traffic_direction": {0: "TRAFFIC_DIRECTION_UNKNOWN", 1: "INGRESS", 2: "EGRESS"},
+        "ip_version": {0: "IP_NOT_USED", 1: "IPv4", 2: "IPv6"},
+    }
+)
 
 
 def _normalize_raw(flag: str, obj: Mapping[str, Any]) -> FlowFilter:
@@ -670,7 +737,9 @@ def _normalize_raw(flag: str, obj: Mapping[str, Any]) -> FlowFilter:
             raise UsageError(f"invalid --{flag} flag: field {key!r} must be a list")
         elif name == "event_type":
             value = [
-                {_NESTED_CAMEL.get(k, k): v for k, v in item.items()} if isinstance(item, Mapping) else item
+                {_NESTED_CAMEL.get(k, k): v for k, v in item.items()}
+                if isinstance(item, Mapping)
+                else item
                 for item in value
             ]
         elif name in _ENUM_NUMBERS:
@@ -698,7 +767,9 @@ def parse_raw_filters(flag: str, values: Sequence[str]) -> list[FlowFilter]:
             try:
                 obj, pos = decoder.raw_decode(text, pos)
             except json.JSONDecodeError as err:
-                raise UsageError(f"invalid --{flag} flag: malformed JSON FlowFilter {text!r}: {err.msg} at char {err.pos}") from None
+                raise UsageError(
+                    f"invalid --{flag} flag: malformed JSON FlowFilter {text!r}: {err.msg} at char {err.pos}"
+                ) from None
             if not isinstance(obj, dict):
                 raise UsageError(f"invalid --{flag} flag: expected a JSON object, got {text!r}")
             out.append(_normalize_raw(flag, obj))
@@ -719,7 +790,9 @@ def _yaml_single_quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def raw_filters_yaml(whitelist: Sequence[Mapping[str, Any]], blacklist: Sequence[Mapping[str, Any]]) -> str:
+def raw_filters_yaml(
+    whitelist: Sequence[Mapping[str, Any]], blacklist: Sequence[Mapping[str, Any]]
+) -> str:
     """What ``--print-raw-filters`` prints: YAML usable as a config/``--allowlist`` source."""
     lines: list[str] = []
     if whitelist:

@@ -23,7 +23,9 @@ from hubblectl.errors import InputError
 from hubblectl.printer.timefmt import Timestamp, parse_rfc3339
 
 MAX_NUMBER: Final = 2**64 - 1
-_RESPONSE_KEYS: Final = frozenset({"flow", "lost_events", "node_status", "lostEvents", "nodeStatus"})
+_RESPONSE_KEYS: Final = frozenset(
+    {"flow", "lost_events", "node_status", "lostEvents", "nodeStatus"}
+)
 # Well-known types that are scalars in JSON: do not descend into them.
 _LEAF_MESSAGES: Final = frozenset(
     {
@@ -82,7 +84,9 @@ class Normalizer:
         self.response = _build_schema(observer_pb2.GetFlowsResponse.DESCRIPTOR, seen)
         self.flow = _build_schema(flow_pb2.Flow.DESCRIPTOR, seen)
 
-    def normalize(self, obj: dict[str, Any], schema: _Message, unknown: list[str], path: str = "") -> bool:
+    def normalize(
+        self, obj: dict[str, Any], schema: _Message, unknown: list[str], path: str = ""
+    ) -> bool:
         """Rename lowerCamel keys to proto names and drop unknown keys, in place.
 
         Returns whether anything changed; unknown key paths are appended to ``unknown``.
@@ -142,7 +146,9 @@ def read_lines(
             raise InputError(f"{source}:{lineno}: not valid JSON: {err}") from None
         if not isinstance(obj, dict):
             raise InputError(f"{source}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-        bare = not (obj.keys() & _RESPONSE_KEYS) and bool(obj.keys() - {"node_name", "nodeName", "time"})
+        bare = not (obj.keys() & _RESPONSE_KEYS) and bool(
+            obj.keys() - {"node_name", "nodeName", "time"}
+        )
         unknown: list[str] = []
         if bare:
             changed = norm.normalize(obj, norm.flow, unknown, "flow.")

@@ -37,9 +37,17 @@ def list_() -> None:
 
 
 @list_.command("nodes", cls=_NodesCommand)
-@click.option("-o", "--output", default="table", show_default=True, cls=SectionOption, section="Formatting",
-              type=click.Choice(["table", "wide", "json"], case_sensitive=False), metavar="FORMAT",
-              help="Output format: table, wide, json.")
+@click.option(
+    "-o",
+    "--output",
+    default="table",
+    show_default=True,
+    cls=SectionOption,
+    section="Formatting",
+    type=click.Choice(["table", "wide", "json"], case_sensitive=False),
+    metavar="FORMAT",
+    help="Output format: table, wide, json.",
+)
 @debug_option
 @server_options
 def nodes(**params: Any) -> None:
@@ -47,7 +55,10 @@ def nodes(**params: Any) -> None:
     fmt = str(params.get("output") or "table").lower()
     dial_timeout, request_timeout = timeouts(params)
     with connect(
-        str(params.get("server")), tls_options(params), dial_timeout, request_timeout=request_timeout
+        str(params.get("server")),
+        tls_options(params),
+        dial_timeout,
+        request_timeout=request_timeout,
     ) as client:
         result = client.get_nodes()
     if fmt == "json":

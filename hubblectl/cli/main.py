@@ -60,14 +60,16 @@ _register()
 
 
 def _debug_requested(argv: list[str]) -> bool:
-    return "--debug" in argv or os.environ.get("HUBBLECTL_DEBUG", "") not in ("", "0", "false")
+    return "--debug" in argv or "-D" in argv or os.environ.get("HUBBLECTL_DEBUG", "") not in ("", "0", "false")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn errors into one clear line and an exit code."""
     args = sys.argv[1:] if argv is None else argv
     try:
-        cli.main(args=args, prog_name="hubblectl", standalone_mode=False)
+        rv = cli.main(args=args, prog_name="hubblectl", standalone_mode=False)
+        if isinstance(rv, int) and rv:
+            sys.exit(rv)  # ctx.exit(n) returns n in non-standalone mode
     except click.exceptions.Abort:
         sys.exit(130)
     except click.exceptions.Exit as exc:

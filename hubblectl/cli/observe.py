@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from types import MappingProxyType
 from typing import IO, Any, Final
 
 import click
@@ -56,20 +57,54 @@ def _type_values() -> list[str]:
     return out
 
 
-_HTTP_METHODS: Final = ("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE")
+_HTTP_METHODS: Final = (
+    "CONNECT",
+    "DELETE",
+    "GET",
+    "HEAD",
+    "OPTIONS",
+    "PATCH",
+    "POST",
+    "PUT",
+    "TRACE",
+)
 
 # --- filter flag table: (flag, short, metavar, help, completion values) -----------------------
 
 _FILTERS: Final[tuple[tuple[str, str | None, str | None, str, Sequence[str] | None], ...]] = (
-    ("not", None, None, "Negate the next filter flag: it goes to the denylist (e.g. --not --to-port 53).", None),
+    (
+        "not",
+        None,
+        None,
+        "Negate the next filter flag: it goes to the denylist (e.g. --not --to-port 53).",
+        None,
+    ),
     ("uuid", None, "UUID", "Only the flow with this unique identifier.", None),
-    ("node-name", None, "PATTERN", "Flows observed on matching nodes (node, cluster/node, cluster/; * wildcards).", None),
+    (
+        "node-name",
+        None,
+        "PATTERN",
+        "Flows observed on matching nodes (node, cluster/node, cluster/; * wildcards).",
+        None,
+    ),
     ("node-label", None, "SELECTOR", "Flows observed on nodes matching this label selector.", None),
     ("from-cluster", None, "NAME", "Flows from endpoints in this cluster.", None),
     ("cluster", None, "NAME", "Flows from or to endpoints in this cluster.", None),
     ("to-cluster", None, "NAME", "Flows to endpoints in this cluster.", None),
-    ("protocol", None, "PROTO", "L4 or L7 protocol: " + ", ".join(flt.PROTOCOLS) + ".", flt.PROTOCOLS),
-    ("tcp-flags", None, "FLAGS", "TCP flags that must all be set, comma-separated (e.g. syn or syn,ack).", None),
+    (
+        "protocol",
+        None,
+        "PROTO",
+        "L4 or L7 protocol: " + ", ".join(flt.PROTOCOLS) + ".",
+        flt.PROTOCOLS,
+    ),
+    (
+        "tcp-flags",
+        None,
+        "FLAGS",
+        "TCP flags that must all be set, comma-separated (e.g. syn or syn,ack).",
+        None,
+    ),
     (
         "type",
         "t",
@@ -97,7 +132,13 @@ _FILTERS: Final[tuple[tuple[str, str | None, str | None, str, Sequence[str] | No
     ("ipv4", "4", None, "Only IPv4 flows.", None),
     ("ipv6", "6", None, "Only IPv6 flows.", None),
     ("ip-version", None, "VERSION", "IP version: v4, v6 or none (non-IP).", ("v4", "v6", "none")),
-    ("from-pod", None, "[NS/]POD", "Flows from pods with this name prefix (namespace 'default' if omitted).", None),
+    (
+        "from-pod",
+        None,
+        "[NS/]POD",
+        "Flows from pods with this name prefix (namespace 'default' if omitted).",
+        None,
+    ),
     ("pod", None, "[NS/]POD", "Flows from or to pods with this name prefix.", None),
     ("to-pod", None, "[NS/]POD", "Flows to pods with this name prefix.", None),
     ("from-namespace", None, "NS", "Flows from this namespace.", None),
@@ -106,7 +147,13 @@ _FILTERS: Final[tuple[tuple[str, str | None, str | None, str, Sequence[str] | No
     ("from-all-namespaces", None, None, "Flows from any namespace.", None),
     ("all-namespaces", "A", None, "Flows from or to any namespace.", None),
     ("to-all-namespaces", None, None, "Flows to any namespace.", None),
-    ("from-label", None, "SELECTOR", "Flows from endpoints matching this label selector (e.g. k8s:app=foo).", None),
+    (
+        "from-label",
+        None,
+        "SELECTOR",
+        "Flows from endpoints matching this label selector (e.g. k8s:app=foo).",
+        None,
+    ),
     ("label", "l", "SELECTOR", "Flows from or to endpoints matching this label selector.", None),
     ("to-label", None, "SELECTOR", "Flows to endpoints matching this label selector.", None),
     ("from-service", None, "[NS/]SVC", "Flows from services with this name prefix.", None),
@@ -118,14 +165,32 @@ _FILTERS: Final[tuple[tuple[str, str | None, str | None, str, Sequence[str] | No
     ("from-workload", None, "[KIND/]NAME", "Flows from endpoints of this workload.", None),
     ("workload", None, "[KIND/]NAME", "Flows from or to endpoints of this workload.", None),
     ("to-workload", None, "[KIND/]NAME", "Flows to endpoints of this workload.", None),
-    ("from-identity", None, "ID", "Flows from this security identity (number or reserved name).", None),
+    (
+        "from-identity",
+        None,
+        "ID",
+        "Flows from this security identity (number or reserved name).",
+        None,
+    ),
     ("identity", None, "ID", "Flows from or to this security identity.", None),
     ("to-identity", None, "ID", "Flows to this security identity.", None),
-    ("traffic-direction", None, "DIR", "Traffic direction: ingress or egress.", flt.TRAFFIC_DIRECTIONS),
+    (
+        "traffic-direction",
+        None,
+        "DIR",
+        "Traffic direction: ingress or egress.",
+        flt.TRAFFIC_DIRECTIONS,
+    ),
     ("interface", None, "NAME", "Flows observed on this network interface.", None),
     ("encrypted", None, None, "Only encrypted flows.", None),
     ("unencrypted", None, None, "Only unencrypted flows.", None),
-    ("cel-expression", None, "EXPR", "CEL expression over _flow (if the server supports it).", None),
+    (
+        "cel-expression",
+        None,
+        "EXPR",
+        "CEL expression over _flow (if the server supports it).",
+        None,
+    ),
 )
 
 _IDENTITY_COMPLETION: Final = tuple(RESERVED_IDENTITY_NAMES.values())
@@ -135,7 +200,7 @@ def _param_name(flag: str) -> str:
     return "f_" + flag.replace("-", "_")
 
 
-PARAM_TO_FLAG: Final = {_param_name(flag): flag for flag, *_ in _FILTERS}
+PARAM_TO_FLAG: Final = MappingProxyType({_param_name(flag): flag for flag, *_ in _FILTERS})
 
 
 def _filter_options(func: Any) -> Any:
@@ -176,6 +241,10 @@ Examples:
   hubblectl observe --last 100 --to-pod kube-system/coredns --protocol udp
   hubblectl observe --since 5m --not --namespace kube-system -o json | jq .flow.Summary
   hubblectl observe -o json --last 1000 > flows.json; hubblectl observe --input-file flows.json --type drop
+
+\b
+Shell completion (flags and values of -o, --type, --verdict, --protocol, ...):
+  eval "$(_HUBBLECTL_COMPLETE=bash_source hubblectl)"    # zsh: zsh_source, fish: fish_source
 """
 
 
@@ -272,50 +341,164 @@ def _lines(stream: IO[bytes]) -> Iterator[bytes]:
 # --- the command -----------------------------------------------------------------------------
 
 
-@click.command("observe", cls=ObserveCommand, epilog=_EPILOG, short_help="Observe flows of an agent or relay.")
+@click.command(
+    "observe", cls=ObserveCommand, epilog=_EPILOG, short_help="Observe flows of an agent or relay."
+)
 @click.argument("what", required=False, type=click.Choice(["flows"]), metavar="[flows]")
-@click.option("--last", type=int, default=0, metavar="N", cls=SectionOption, section="Selector",
-              help=f"Get the last N flows (default {DEFAULT_LAST} when neither following nor given a time range).")
-@click.option("--first", type=int, default=0, metavar="N", cls=SectionOption, section="Selector",
-              help="Get the first N flows still in the buffer.")
-@click.option("--all", "all_", is_flag=True, cls=SectionOption, section="Selector",
-              help="Get all flows still in the buffer.")
-@click.option("-f", "--follow", is_flag=True, cls=SectionOption, section="Selector",
-              help="Keep streaming new flows.")
-@click.option("--since", metavar="TIME", cls=SectionOption, section="Selector",
-              help="Flows since this time: a duration ago (3s, 5m, 1h30m) or 2006-01-02[T15[:04]Z], RFC 3339, RFC 1123Z.")
-@click.option("--until", metavar="TIME", cls=SectionOption, section="Selector",
-              help="Flows until this time (same syntax); ignored with --follow.")
+@click.option(
+    "--last",
+    type=int,
+    default=0,
+    metavar="N",
+    cls=SectionOption,
+    section="Selector",
+    help=f"Get the last N flows (default {DEFAULT_LAST} when neither following nor given a time range).",
+)
+@click.option(
+    "--first",
+    type=int,
+    default=0,
+    metavar="N",
+    cls=SectionOption,
+    section="Selector",
+    help="Get the first N flows still in the buffer.",
+)
+@click.option(
+    "--all",
+    "all_",
+    is_flag=True,
+    cls=SectionOption,
+    section="Selector",
+    help="Get all flows still in the buffer.",
+)
+@click.option(
+    "-f",
+    "--follow",
+    is_flag=True,
+    cls=SectionOption,
+    section="Selector",
+    help="Keep streaming new flows.",
+)
+@click.option(
+    "--since",
+    metavar="TIME",
+    cls=SectionOption,
+    section="Selector",
+    help="Flows since this time: a duration ago (3s, 5m, 1h30m) or 2006-01-02[T15[:04]Z], RFC 3339, RFC 1123Z.",
+)
+@click.option(
+    "--until",
+    metavar="TIME",
+    cls=SectionOption,
+    section="Selector",
+    help="Flows until this time (same syntax); ignored with --follow.",
+)
 @_filter_options
-@click.option("--allowlist", multiple=True, metavar="JSON", cls=SectionOption, section="Raw filter",
-              help="Add JSON-encoded FlowFilters to the allowlist (proto or camelCase field names).")
-@click.option("--denylist", multiple=True, metavar="JSON", cls=SectionOption, section="Raw filter",
-              help="Add JSON-encoded FlowFilters to the denylist.")
-@click.option("--print-raw-filters", is_flag=True, cls=SectionOption, section="Raw filter",
-              help="Print the allowlist/denylist these flags build (YAML) and exit.")
-@click.option("-o", "--output", default="compact", show_default=True, cls=SectionOption, section="Formatting",
-              type=click.Choice(["compact", "dict", "json", "jsonpb", "table", "tab"], case_sensitive=False),
-              metavar="FORMAT", help="Output format: compact, dict, json, jsonpb, table.")
-@click.option("--time-format", default="StampMilli", show_default=True, cls=SectionOption, section="Formatting",
-              type=click.Choice(list(TIME_FORMATS), case_sensitive=False), metavar="LAYOUT",
-              help="Timestamp layout (UTC): " + ", ".join(TIME_FORMATS) + ".")
-@click.option("--print-node-name", is_flag=True, cls=SectionOption, section="Formatting",
-              help="Print the node name of each flow.")
-@click.option("--print-policy-names", is_flag=True, cls=SectionOption, section="Formatting",
-              help="Name the policies that allowed or denied a flow (policy verdicts and drops).")
-@click.option("--numeric", is_flag=True, cls=SectionOption, section="Formatting",
-              help="Print IP addresses instead of pod, service or DNS names.")
-@click.option("--ip-translation/--no-ip-translation", default=True, cls=SectionOption, section="Formatting",
-              help="Translate IP addresses to pod, service or DNS names.")
-@click.option("--color", default="auto", show_default=True, cls=SectionOption, section="Formatting",
-              type=click.Choice(["auto", "always", "never"], case_sensitive=False), metavar="WHEN",
-              help="auto, always or never: colour compact and dict output (auto: on a terminal unless NO_COLOR is set).")
-@click.option("--field-mask", multiple=True, metavar="PATHS", cls=SectionOption, section="Formatting",
-              help="Comma-separated Flow field paths the server returns (json/jsonpb only).")
-@click.option("-s", "--silent-errors", is_flag=True, cls=SectionOption, section="Formatting",
-              help="Do not print relay node events and warnings on stderr.")
-@click.option("--input-file", metavar="FILE", cls=SectionOption, section="Other",
-              help="Read flows from a file of JSON lines (- for stdin) instead of a server.")
+@click.option(
+    "--allowlist",
+    multiple=True,
+    metavar="JSON",
+    cls=SectionOption,
+    section="Raw filter",
+    help="Add JSON-encoded FlowFilters to the allowlist (proto or camelCase field names).",
+)
+@click.option(
+    "--denylist",
+    multiple=True,
+    metavar="JSON",
+    cls=SectionOption,
+    section="Raw filter",
+    help="Add JSON-encoded FlowFilters to the denylist.",
+)
+@click.option(
+    "--print-raw-filters",
+    is_flag=True,
+    cls=SectionOption,
+    section="Raw filter",
+    help="Print the allowlist/denylist these flags build (YAML) and exit.",
+)
+@click.option(
+    "-o",
+    "--output",
+    default="compact",
+    show_default=True,
+    cls=SectionOption,
+    section="Formatting",
+    type=click.Choice(["compact", "dict", "json", "jsonpb", "table", "tab"], case_sensitive=False),
+    metavar="FORMAT",
+    help="Output format: compact, dict, json, jsonpb, table.",
+)
+@click.option(
+    "--time-format",
+    default="StampMilli",
+    show_default=True,
+    cls=SectionOption,
+    section="Formatting",
+    type=click.Choice(list(TIME_FORMATS), case_sensitive=False),
+    metavar="LAYOUT",
+    help="Timestamp layout (UTC): " + ", ".join(TIME_FORMATS) + ".",
+)
+@click.option(
+    "--print-node-name",
+    is_flag=True,
+    cls=SectionOption,
+    section="Formatting",
+    help="Print the node name of each flow.",
+)
+@click.option(
+    "--print-policy-names",
+    is_flag=True,
+    cls=SectionOption,
+    section="Formatting",
+    help="Name the policies that allowed or denied a flow (policy verdicts and drops).",
+)
+@click.option(
+    "--numeric",
+    is_flag=True,
+    cls=SectionOption,
+    section="Formatting",
+    help="Print IP addresses instead of pod, service or DNS names.",
+)
+@click.option(
+    "--ip-translation/--no-ip-translation",
+    default=True,
+    cls=SectionOption,
+    section="Formatting",
+    help="Translate IP addresses to pod, service or DNS names.",
+)
+@click.option(
+    "--color",
+    default="auto",
+    show_default=True,
+    cls=SectionOption,
+    section="Formatting",
+    type=click.Choice(["auto", "always", "never"], case_sensitive=False),
+    metavar="WHEN",
+    help="auto, always or never: colour compact and dict output (auto: on a terminal unless NO_COLOR is set).",
+)
+@click.option(
+    "--field-mask",
+    multiple=True,
+    metavar="PATHS",
+    cls=SectionOption,
+    section="Formatting",
+    help="Comma-separated Flow field paths the server returns (json/jsonpb only).",
+)
+@click.option(
+    "-s",
+    "--silent-errors",
+    is_flag=True,
+    cls=SectionOption,
+    section="Formatting",
+    help="Do not print relay node events and warnings on stderr.",
+)
+@click.option(
+    "--input-file",
+    metavar="FILE",
+    cls=SectionOption,
+    section="Other",
+    help="Read flows from a file of JSON lines (- for stdin) instead of a server.",
+)
 @debug_option
 @server_options
 @click.pass_context
@@ -337,16 +520,24 @@ def ordered_filter_args(ctx: click.Context) -> list[tuple[str, str | None]]:
 def run_observe(ctx: click.Context, params: Mapping[str, Any], *, now: Timestamp) -> None:
     debug = debug_enabled(ctx, bool(params.get("debug_local")))
     lists = flt.build_filters(ordered_filter_args(ctx))
-    whitelist = list(lists.whitelist) + flt.parse_raw_filters("allowlist", params.get("allowlist") or ())
-    blacklist = list(lists.blacklist) + flt.parse_raw_filters("denylist", params.get("denylist") or ())
+    whitelist = list(lists.whitelist) + flt.parse_raw_filters(
+        "allowlist", params.get("allowlist") or ()
+    )
+    blacklist = list(lists.blacklist) + flt.parse_raw_filters(
+        "denylist", params.get("denylist") or ()
+    )
     output = canonical_format(str(params.get("output") or "compact"))
     follow = bool(params.get("follow"))
     input_file = params.get("input_file")
     field_mask = _field_mask(params.get("field_mask") or ())
     if output == "table" and follow:
-        raise UsageError("--output table cannot be combined with --follow (a table is printed at the end)")
+        raise UsageError(
+            "--output table cannot be combined with --follow (a table is printed at the end)"
+        )
     if field_mask and output not in ("json", "jsonpb"):
-        raise UsageError(f"--field-mask cannot be combined with --output {output} (only json/jsonpb)")
+        raise UsageError(
+            f"--field-mask cannot be combined with --output {output} (only json/jsonpb)"
+        )
     if input_file and follow:
         raise UsageError("--input-file cannot be combined with --follow")
     for flag in ("last", "first"):
@@ -377,7 +568,9 @@ def run_observe(ctx: click.Context, params: Mapping[str, Any], *, now: Timestamp
         print_node_name=bool(params.get("print_node_name")),
         numeric=bool(params.get("numeric")),
         ip_translation=bool(params.get("ip_translation", True)),
-        color=resolve_color(str(params.get("color") or "auto"), is_tty=_isatty(out), env=os.environ),
+        color=resolve_color(
+            str(params.get("color") or "auto"), is_tty=_isatty(out), env=os.environ
+        ),
         print_policy_names=bool(params.get("print_policy_names")),
         debug=debug,
         silent_errors=bool(params.get("silent_errors")),
@@ -408,7 +601,9 @@ def _isatty(stream: Any) -> bool:
         return False
 
 
-def _observe_file(path: str, request: Mapping[str, Any], printer: Any, output: str, opts: PrinterOptions) -> None:
+def _observe_file(
+    path: str, request: Mapping[str, Any], printer: Any, output: str, opts: PrinterOptions
+) -> None:
     whitelist = list(request.get("whitelist", []))
     blacklist = list(request.get("blacklist", []))
     predicate = None
@@ -419,7 +614,10 @@ def _observe_file(path: str, request: Mapping[str, Any], printer: Any, output: s
     since = _request_time(request.get("since"))
     until = _request_time(request.get("until"))
     selection = Selection(
-        number=int(request.get("number", 0)), first=bool(request.get("first")), since=since, until=until
+        number=int(request.get("number", 0)),
+        first=bool(request.get("first")),
+        since=since,
+        until=until,
     )
     stream, owned = _open_input(path)
     name = "<stdin>" if path == "-" else path

@@ -100,7 +100,9 @@ def policy() -> None:
     required=True,
     help="Policy file (YAML, many documents); '-' reads stdin. Repeatable: all are applied at once.",
 )
-@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
 @SERVER_OPTION
 def apply(files: tuple[str, ...], output: str, server: str) -> None:
     """Create or replace the policies of the given files, atomically.
@@ -128,7 +130,9 @@ def apply(files: tuple[str, ...], output: str, server: str) -> None:
 
 
 @policy.command("list")
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
 @SERVER_OPTION
 def list_(output: str, server: str) -> None:
     """List policies: namespace, name, kind, endpoints selected, revision."""
@@ -143,7 +147,9 @@ def list_(output: str, server: str) -> None:
     for col in ("NAMESPACE", "NAME", "KIND", "ENDPOINTS", "ENFORCES", "REVISION"):
         table.add_column(col, no_wrap=True)
     for p in resp.policies:
-        enforces = "/".join(d for d, on in (("ingress", p.ingress), ("egress", p.egress)) if on) or "-"
+        enforces = (
+            "/".join(d for d, on in (("ingress", p.ingress), ("egress", p.egress)) if on) or "-"
+        )
         table.add_row(
             Text(p.namespace or "-"),
             Text(p.name),
@@ -158,7 +164,9 @@ def list_(output: str, server: str) -> None:
 
 @policy.command("get")
 @click.argument("key", metavar="NAMESPACE/NAME")
-@click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
+@click.option(
+    "-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True
+)
 @KIND_OPTION
 @SERVER_OPTION
 def get(key: str, output: str, kind: str, server: str) -> None:
@@ -167,7 +175,9 @@ def get(key: str, output: str, kind: str, server: str) -> None:
 
     ns, name = split_policy_key(key)
     with agent_stub(server) as stub:
-        doc = stub.GetPolicy(agent_pb2.GetPolicyRequest(namespace=ns, name=name, kind=kind), timeout=12)
+        doc = stub.GetPolicy(
+            agent_pb2.GetPolicyRequest(namespace=ns, name=name, kind=kind), timeout=12
+        )
     if output == "yaml":
         sys.stdout.write(doc.yaml if doc.yaml.endswith("\n") else doc.yaml + "\n")
         return
@@ -185,7 +195,9 @@ def delete(key: str, kind: str, server: str) -> None:
 
     ns, name = split_policy_key(key)
     with agent_stub(server) as stub:
-        resp = stub.DeletePolicy(agent_pb2.DeletePolicyRequest(namespace=ns, name=name, kind=kind), timeout=60)
+        resp = stub.DeletePolicy(
+            agent_pb2.DeletePolicyRequest(namespace=ns, name=name, kind=kind), timeout=60
+        )
     d = resp.deleted
     click.echo(
         f"{d.kind.lower()}/{_where(d.namespace, d.name)} deleted "
@@ -194,10 +206,27 @@ def delete(key: str, kind: str, server: str) -> None:
 
 
 @policy.command("trace")
-@click.option("--from", "source", required=True, help="NAMESPACE/NAME of an endpoint, an IP, world, host or identity:N.")
-@click.option("--to", "destination", required=True, help="NAMESPACE/NAME of an endpoint, an IP, world, host or identity:N.")
-@click.option("--dport", default="0/tcp", show_default=True, help="PORT[/PROTOCOL] (tcp, udp, sctp; icmp/icmpv6: the type).")
-@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    help="NAMESPACE/NAME of an endpoint, an IP, world, host or identity:N.",
+)
+@click.option(
+    "--to",
+    "destination",
+    required=True,
+    help="NAMESPACE/NAME of an endpoint, an IP, world, host or identity:N.",
+)
+@click.option(
+    "--dport",
+    default="0/tcp",
+    show_default=True,
+    help="PORT[/PROTOCOL] (tcp, udp, sctp; icmp/icmpv6: the type).",
+)
+@click.option(
+    "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
 @SERVER_OPTION
 def trace(source: str, destination: str, dport: str, output: str, server: str) -> None:
     """The verdict a new connection would get, and the rule that decides it (no traffic sent).
@@ -210,7 +239,9 @@ def trace(source: str, destination: str, dport: str, output: str, server: str) -
     port, proto = parse_dport(dport)
     with agent_stub(server) as stub:
         resp = stub.TracePolicy(
-            agent_pb2.TracePolicyRequest(source=source, destination=destination, dport=port, protocol=proto),
+            agent_pb2.TracePolicyRequest(
+                source=source, destination=destination, dport=port, protocol=proto
+            ),
             timeout=12,
         )
     if output == "json":

@@ -25,9 +25,17 @@ class _StatusCommand(SectionedCommand):
 
 
 @click.command("status", cls=_StatusCommand, short_help="Show the status of an agent or relay.")
-@click.option("-o", "--output", default="compact", show_default=True, cls=SectionOption, section="Formatting",
-              type=click.Choice(["compact", "dict", "json", "jsonpb", "table", "tab"], case_sensitive=False),
-              metavar="FORMAT", help="Output format: compact, dict, json, table.")
+@click.option(
+    "-o",
+    "--output",
+    default="compact",
+    show_default=True,
+    cls=SectionOption,
+    section="Formatting",
+    type=click.Choice(["compact", "dict", "json", "jsonpb", "table", "tab"], case_sensitive=False),
+    metavar="FORMAT",
+    help="Output format: compact, dict, json, table.",
+)
 @debug_option
 @server_options
 def status(**params: Any) -> None:
@@ -38,7 +46,10 @@ def status(**params: Any) -> None:
     fmt = canonical_format(str(params.get("output") or "compact"))
     dial_timeout, request_timeout = timeouts(params)
     with connect(
-        str(params.get("server")), tls_options(params), dial_timeout, request_timeout=request_timeout
+        str(params.get("server")),
+        tls_options(params),
+        dial_timeout,
+        request_timeout=request_timeout,
     ) as client:
         state = client.health_check(OBSERVER_HEALTH_SERVICE)
         healthy = state == "SERVING"
@@ -47,4 +58,6 @@ def status(**params: Any) -> None:
             click.echo(f"Healthcheck (via {client.target.address}): {text}")
         if not healthy:
             raise ServerError("not healthy")
-        click.echo(format_status(client.server_status(), "json" if fmt == "jsonpb" else fmt), nl=False)
+        click.echo(
+            format_status(client.server_status(), "json" if fmt == "jsonpb" else fmt), nl=False
+        )

@@ -49,7 +49,7 @@ def response_kind(response: Response) -> str:
 
 def node_status_visible(response: Response, debug: bool) -> bool:
     status = response.get("node_status")
-    if not isinstance(status, Mapping):
+    if not isinstance(status, dict):
         return debug
     return debug or str(status.get("state_change", "")) in SHOWN_NODE_STATES
 
@@ -57,7 +57,7 @@ def node_status_visible(response: Response, debug: bool) -> bool:
 def node_status_line(response: Response, opts: PrinterOptions) -> str:
     """The compact/table rendering of a relay node-status event (without newline)."""
     status = response.get("node_status")
-    status = status if isinstance(status, Mapping) else {}
+    status = status if isinstance(status, dict) else {}
     names_raw = status.get("node_names")
     names = [escape(str(n)) for n in names_raw] if isinstance(names_raw, list) else []
     joined = fields.join_with_cutoff(names, ", ", NODE_NAMES_CUTOFF)
@@ -82,7 +82,7 @@ def node_status_line(response: Response, opts: PrinterOptions) -> str:
 def node_status_dict(response: Response, opts: PrinterOptions) -> str:
     """The dict rendering of a node-status event (four lines, newline-terminated)."""
     status = response.get("node_status")
-    status = status if isinstance(status, Mapping) else {}
+    status = status if isinstance(status, dict) else {}
     names_raw = status.get("node_names")
     names = [escape(str(n)) for n in names_raw] if isinstance(names_raw, list) else []
     message = str(status.get("message", "") or "")
@@ -101,8 +101,10 @@ class LostEventText:
 
     def __init__(self, response: Response, opts: PrinterOptions) -> None:
         lost = response.get("lost_events")
-        lost = lost if isinstance(lost, Mapping) else {}
-        self.source = escape(str(lost.get("source", "UNKNOWN_LOST_EVENT_SOURCE") or "UNKNOWN_LOST_EVENT_SOURCE"))
+        lost = lost if isinstance(lost, dict) else {}
+        self.source = escape(
+            str(lost.get("source", "UNKNOWN_LOST_EVENT_SOURCE") or "UNKNOWN_LOST_EVENT_SOURCE")
+        )
         self.cpu = fields.as_int(lost.get("cpu"))
         self.count = fields.as_int(lost.get("num_events_lost"))
         first, last = lost.get("first"), lost.get("last")
@@ -178,7 +180,7 @@ class TextPrinter:
         kind = response_kind(response)
         if kind == "flow":
             flow = response["flow"]
-            if isinstance(flow, Mapping):
+            if isinstance(flow, dict):
                 self._emit(self.format_flow(response, flow))
                 self.line += 1
         elif kind == "lost_events":

@@ -60,4 +60,6 @@ class CompactPrinter(TextPrinter):
             f" [{fields.node_name(response.get('node_name'))}]" if self.opts.print_node_name else ""
         )
         when = fields.format_time(response.get("time"), self.opts.time_format)
-        return f"{when}{node} EVENTS LOST: {lost.source} CPU({lost.cpu}) {lost.count}{lost.window}\n"
+        return (
+            f"{when}{node} EVENTS LOST: {lost.source} CPU({lost.cpu}) {lost.count}{lost.window}\n"
+        )

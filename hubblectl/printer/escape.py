@@ -18,17 +18,22 @@ and bidi overrides become ``\\uXXXX`` escapes, which decode to the same string.
 from __future__ import annotations
 
 import re
+from types import MappingProxyType
 from typing import Final
 
 # Characters that must never reach a terminal unescaped.
-_NEEDS_ESCAPE: Final = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_NEEDS_ESCAPE: Final = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
 
-_NAMED: Final = {
-    "\x1b": "^[",
-    "\r": "\\r",
-    "\n": "\\n",
-    "\t": "\\t",
-}
+_NAMED: Final = MappingProxyType(
+    {
+        "\x1b": "^[",
+        "\r": "\\r",
+        "\n": "\\n",
+        "\t": "\\t",
+    }
+)
 
 
 def _escape_char(match: re.Match[str]) -> str:
@@ -61,8 +66,14 @@ def _json_escape(match: re.Match[bytes]) -> bytes:
     return b"\\u%04x" % code
 
 
+_PRINTABLE_ASCII: Final = bytes(range(0x20, 0x7F)) + b"\n"
+
+
 def sanitize_json(data: bytes) -> bytes:
     """Replace raw control bytes in newline-framed JSON with ``\\u00XX`` escapes."""
+    # Fast path (C speed): printable ASCII plus line feeds needs nothing.
+    if data.isascii() and not data.translate(None, _PRINTABLE_ASCII):
+        return data
     if _JSON_UNSAFE.search(data) is None:
         return data
     return _JSON_UNSAFE.sub(_json_escape, data)

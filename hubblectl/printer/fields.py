@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Final
 
 from hubblectl.printer.escape import escape
@@ -28,64 +29,72 @@ TYPE_L7: Final = 129
 TYPE_AGENT: Final = 130
 
 # Datapath observation points (event_type.sub_type of traces) -> CLI names.
-TRACE_POINT_NAMES: Final = {
-    0: "to-endpoint",
-    1: "to-proxy",
-    2: "to-host",
-    3: "to-stack",
-    4: "to-overlay",
-    5: "from-endpoint",
-    6: "from-proxy",
-    7: "from-host",
-    8: "from-stack",
-    9: "from-overlay",
-    10: "from-network",
-    11: "to-network",
-    12: "from-crypto",
-    13: "to-crypto",
-}
+TRACE_POINT_NAMES: Final = MappingProxyType(
+    {
+        0: "to-endpoint",
+        1: "to-proxy",
+        2: "to-host",
+        3: "to-stack",
+        4: "to-overlay",
+        5: "from-endpoint",
+        6: "from-proxy",
+        7: "from-host",
+        8: "from-stack",
+        9: "from-overlay",
+        10: "from-network",
+        11: "to-network",
+        12: "from-crypto",
+        13: "to-crypto",
+    }
+)
 
-POLICY_MATCH_NAMES: Final = {
-    0: "none",
-    1: "L3-Only",
-    2: "L3-L4",
-    3: "L4-Only",
-    4: "all",
-    5: "L3-Proto",
-    6: "Proto-Only",
-}
+POLICY_MATCH_NAMES: Final = MappingProxyType(
+    {
+        0: "none",
+        1: "L3-Only",
+        2: "L3-L4",
+        3: "L4-Only",
+        4: "all",
+        5: "L3-Proto",
+        6: "Proto-Only",
+    }
+)
 
 # Reserved security identities that print by name instead of (ID:n).
-RESERVED_IDENTITY_NAMES: Final = {
-    0: "unknown",
-    1: "host",
-    2: "world",
-    3: "unmanaged",
-    4: "health",
-    5: "init",
-    6: "remote-node",
-    7: "kube-apiserver",
-    8: "ingress",
-    9: "world-ipv4",
-    10: "world-ipv6",
-}
+RESERVED_IDENTITY_NAMES: Final = MappingProxyType(
+    {
+        0: "unknown",
+        1: "host",
+        2: "world",
+        3: "unmanaged",
+        4: "health",
+        5: "init",
+        6: "remote-node",
+        7: "kube-apiserver",
+        8: "ingress",
+        9: "world-ipv4",
+        10: "world-ipv6",
+    }
+)
 
-_SOCK_XLATE_NAMES: Final = {
-    "SOCK_XLATE_POINT_PRE_DIRECTION_FWD": "pre-xlate-fwd",
-    "SOCK_XLATE_POINT_POST_DIRECTION_FWD": "post-xlate-fwd",
-    "SOCK_XLATE_POINT_PRE_DIRECTION_REV": "pre-xlate-rev",
-    "SOCK_XLATE_POINT_POST_DIRECTION_REV": "post-xlate-rev",
-    "1": "pre-xlate-fwd",
-    "2": "post-xlate-fwd",
-    "3": "pre-xlate-rev",
-    "4": "post-xlate-rev",
-}
+_SOCK_XLATE_NAMES: Final = MappingProxyType(
+    {
+        "SOCK_XLATE_POINT_PRE_DIRECTION_FWD": "pre-xlate-fwd",
+        "SOCK_XLATE_POINT_POST_DIRECTION_FWD": "post-xlate-fwd",
+        "SOCK_XLATE_POINT_PRE_DIRECTION_REV": "pre-xlate-rev",
+        "SOCK_XLATE_POINT_POST_DIRECTION_REV": "post-xlate-rev",
+        "1": "pre-xlate-fwd",
+        "2": "post-xlate-fwd",
+        "3": "pre-xlate-rev",
+        "4": "post-xlate-rev",
+    }
+)
 
 _PORT_PROTOCOLS: Final = ("TCP", "UDP", "SCTP")
 
 
 def _map(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    return value if isinstance(value, dict) else {}
 
 
 def as_int(value: object, default: int = 0) -> int:
@@ -152,7 +161,9 @@ def ports(flow: Flow) -> tuple[str, str]:
     for proto in _PORT_PROTOCOLS:
         if proto in l4:
             ports_ = _map(l4[proto])
-            return str(as_int(ports_.get("source_port"))), str(as_int(ports_.get("destination_port")))
+            return str(as_int(ports_.get("source_port"))), str(
+                as_int(ports_.get("destination_port"))
+            )
     return "", ""
 
 
@@ -191,9 +202,9 @@ def _names(value: object) -> list[str]:
 def hostnames(flow: Flow, *, translate: bool, colors: Colors) -> tuple[str, str]:
     """Source and destination host columns (no reply swap)."""
     ip = flow.get("IP")
-    if not isinstance(ip, Mapping):
+    if not isinstance(ip, dict):
         eth = flow.get("ethernet")
-        if isinstance(eth, Mapping):
+        if isinstance(eth, dict):
             return (
                 colors.host(escape(_str(eth.get("source")))),
                 colors.host(escape(_str(eth.get("destination")))),
@@ -269,7 +280,7 @@ def arrow(flow: Flow) -> str:
 def flow_type(flow: Flow) -> str:
     """The TYPE column (escaped, never coloured)."""
     l7 = flow.get("l7")
-    if isinstance(l7, Mapping):
+    if isinstance(l7, dict):
         l7_type = _enum(l7.get("type"), "UNKNOWN_L7_TYPE").lower()
         proto = "l7"
         if "http" in l7:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 from hubblectl.printer.escape import escape
 from hubblectl.printer.fields import as_int, go_duration
@@ -16,12 +17,14 @@ from hubblectl.printer.table import render_table
 
 Node = Mapping[str, Any]
 
-_STATE_TITLES = {
-    "NODE_CONNECTED": "Connected",
-    "NODE_UNAVAILABLE": "Unavailable",
-    "NODE_GONE": "Gone",
-    "NODE_ERROR": "Error",
-}
+_STATE_TITLES: Final = MappingProxyType(
+    {
+        "NODE_CONNECTED": "Connected",
+        "NODE_UNAVAILABLE": "Unavailable",
+        "NODE_GONE": "Gone",
+        "NODE_ERROR": "Error",
+    }
+)
 
 
 def _round_seconds(ns: int) -> int:

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Final
 
 from hubblectl.printer.timefmt import DEFAULT_TIME_FORMAT
 
 OUTPUT_FORMATS: Final = ("compact", "dict", "table", "json", "jsonpb")
 # Hubble's accepted spellings -> canonical name.
-OUTPUT_ALIASES: Final = {
-    "compact": "compact",
-    "dict": "dict",
-    "table": "table",
-    "tab": "table",
-    "json": "json",
-    "jsonpb": "jsonpb",
-}
+OUTPUT_ALIASES: Final = MappingProxyType(
+    {
+        "compact": "compact",
+        "dict": "dict",
+        "table": "table",
+        "tab": "table",
+        "json": "json",
+        "jsonpb": "jsonpb",
+    }
+)
 
 COLOR_MODES: Final = ("auto", "always", "never")
 

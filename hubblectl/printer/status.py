@@ -104,7 +104,9 @@ _TABLE_KEYS = (
 
 
 def format_dict(status: Status) -> str:
-    return "".join(f"{key:>19}: {value}\n" for key, value in zip(_DICT_KEYS, _values(status), strict=True))
+    return "".join(
+        f"{key:>19}: {value}\n" for key, value in zip(_DICT_KEYS, _values(status), strict=True)
+    )
 
 
 def format_table(status: Status) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Final
 
 TIME_FORMATS: Final = (
@@ -30,7 +31,21 @@ TIME_FORMATS: Final = (
 )
 DEFAULT_TIME_FORMAT: Final = "StampMilli"
 
-_MONTHS: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTHS: Final = (
+    "Jan",
+    "Feb",
+    "Mar",
+    "Apr",
+    "May",
+    "Jun",
+    "Jul",
+    "Aug",
+    "Sep",
+    "Oct",
+    "Nov",
+    "Dec",
+)
+_DAYS_IN_MONTH: Final = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _WEEKDAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 # Timestamp.IsValid range: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z
@@ -155,25 +170,62 @@ def format_timestamp(ts: Timestamp | None, layout: str = DEFAULT_TIME_FORMAT) ->
     return f"{_WEEKDAYS[weekday]}, {day:02d} {_MONTHS[month - 1]} {year:04d} {clock} +0000"
 
 
+def _stamp_milli_fast(value: str) -> str | None:
+    """StampMilli straight from a canonical ``YYYY-MM-DDTHH:MM:SS[.f+]Z`` string (the form
+    every flow carries), without building a timestamp; ``None`` if the string is not one."""
+    if (
+        len(value) < 20
+        or value[-1] != "Z"
+        or value[4] != "-"
+        or value[7] != "-"
+        or value[10] != "T"
+    ):
+        return None
+    if value[13] != ":" or value[16] != ":":
+        return None
+    head = value[:19]
+    digits = head[0:4] + head[5:7] + head[8:10] + head[11:13] + head[14:16] + head[17:19]
+    frac = value[20:-1] if len(value) > 20 else ""
+    if not digits.isdigit() or (
+        len(value) > 20 and (value[19] != "." or not frac.isdigit() or len(frac) > 9)
+    ):
+        return None
+    year, month, day = int(head[0:4]), int(head[5:7]), int(head[8:10])
+    if not (1 <= month <= 12) or year == 0 or day < 1 or day > _DAYS_IN_MONTH[month - 1]:
+        return None
+    if month == 2 and day == 29 and not (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)):
+        return None
+    if int(head[11:13]) > 23 or int(head[14:16]) > 59 or int(head[17:19]) > 59:
+        return None
+    millis = (frac + "000")[:3]
+    return f"{_MONTHS[month - 1]} {day:>2} {head[11:19]}.{millis}"
+
+
 def format_time_value(value: object, layout: str = DEFAULT_TIME_FORMAT) -> str:
     """Format a JSON ``Timestamp`` value (an RFC 3339 string) from a flow dict."""
     if not isinstance(value, str):
         return "N/A"
+    if layout == DEFAULT_TIME_FORMAT:
+        fast = _stamp_milli_fast(value)
+        if fast is not None:
+            return fast
     return format_timestamp(parse_rfc3339(value), layout)
 
 
 # --- --since / --until -------------------------------------------------------------------
 
-_DURATION_UNITS: Final = {
-    "ns": 1,
-    "us": 1_000,
-    "\u00b5s": 1_000,  # micro sign
-    "\u03bcs": 1_000,  # greek mu
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60 * 1_000_000_000,
-    "h": 3600 * 1_000_000_000,
-}
+_DURATION_UNITS: Final = MappingProxyType(
+    {
+        "ns": 1,
+        "us": 1_000,
+        "\u00b5s": 1_000,  # micro sign
+        "\u03bcs": 1_000,  # greek mu
+        "ms": 1_000_000,
+        "s": 1_000_000_000,
+        "m": 60 * 1_000_000_000,
+        "h": 3600 * 1_000_000_000,
+    }
+)
 _DURATION_PART: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
 
 
@@ -217,7 +269,9 @@ _RFC1123Z: Final = re.compile(
 )
 
 
-def _civil(year: int, month: int, day: int, hour: int = 0, minute: int = 0, sec: int = 0) -> int | None:
+def _civil(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, sec: int = 0
+) -> int | None:
     if not (1 <= month <= 12) or not (1 <= day <= calendar.monthrange(year or 1, month)[1]):
         return None
     if hour > 23 or minute > 59 or sec > 59:
@@ -250,13 +304,17 @@ def parse_time_arg(text: str, now: Timestamp) -> Timestamp | None:
     m = _DATE_HOUR.fullmatch(text)
     if m:
         secs = _civil(int(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4)))
-        return None if secs is None else Timestamp(secs - _offset(m.group(5), m.group(6), m.group(7)))
+        return (
+            None if secs is None else Timestamp(secs - _offset(m.group(5), m.group(6), m.group(7)))
+        )
     m = _DATE_MINUTE.fullmatch(text)
     if m:
         secs = _civil(
             int(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4)), int(m.group(5))
         )
-        return None if secs is None else Timestamp(secs - _offset(m.group(6), m.group(7), m.group(8)))
+        return (
+            None if secs is None else Timestamp(secs - _offset(m.group(6), m.group(7), m.group(8)))
+        )
     ts = parse_rfc3339(text)
     if ts is not None:
         return ts
@@ -270,5 +328,7 @@ def parse_time_arg(text: str, now: Timestamp) -> Timestamp | None:
             int(m.group(6)),
             int(m.group(7)),
         )
-        return None if secs is None else Timestamp(secs - _offset(m.group(8), m.group(9), m.group(10)))
+        return (
+            None if secs is None else Timestamp(secs - _offset(m.group(8), m.group(9), m.group(10)))
+        )
     return None

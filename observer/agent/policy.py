@@ -298,7 +298,9 @@ class Translation:
     def of(cls, compiled: CompiledPolicy, ids: StableIds) -> Translation:
         rules = {cid: ids.rules[rule_key(ref)] for cid, ref in compiled.rules.items()}
         idents = {
-            cid: ids.cidrs[net] for cid, net in cidr_identities(compiled).items() if cid != ids.cidrs[net]
+            cid: ids.cidrs[net]
+            for cid, net in cidr_identities(compiled).items()
+            if cid != ids.cidrs[net]
         }
         return cls(MappingProxyType(rules), MappingProxyType(idents))
 
@@ -513,6 +515,21 @@ def _reserved_by_name(name: str) -> int | None:
 # --------------------------------------------------------------------------- engine
 
 
+def policy_host_ips(addresses: Iterable[str]) -> tuple[str, ...]:
+    """Host addresses that get the host identity in the ipcache: link-local ones are left
+    out (every endpoint's host-side veth has one, so they come and go with endpoints, and
+    they never source traffic a policy could judge)."""
+    out = set()
+    for text in addresses:
+        try:
+            addr = ipaddress.ip_address(text)
+        except ValueError:
+            continue
+        if not addr.is_link_local:
+            out.add(addr.compressed)
+    return tuple(sorted(out))
+
+
 def endpoint_view(ep: Endpoint) -> EndpointView:
     return EndpointView(ep.id, ep.identity, ep.namespace, ep.labels, (ep.ipv4, ep.ipv6))
 
@@ -536,7 +553,7 @@ class PolicyEngine:
         self._options = CompileOptions(
             allow_localhost=allow_localhost,
             audit_mode=audit_mode,
-            host_ips=tuple(sorted(set(host_ips))),
+            host_ips=policy_host_ips(host_ips),
         )
         self._repo = Repository()
         self._ids = StableIds()
@@ -682,7 +699,9 @@ class PolicyEngine:
     def _peer(self, compiled: CompiledPolicy, spec: str) -> tuple[Peer, str, int]:
         text = spec.strip()
         if not text:
-            raise PolicyError("trace: empty peer (want NAMESPACE/NAME, an IP, world, host or identity:N)")
+            raise PolicyError(
+                "trace: empty peer (want NAMESPACE/NAME, an IP, world, host or identity:N)"
+            )
         try:
             ipaddress.ip_address(text)
         except ValueError:
@@ -708,7 +727,9 @@ class PolicyEngine:
         for ep in self._endpoints:
             if ep.namespace == ns and ep.name == name:
                 return Local(ep.id), ep.key, ep.identity
-        raise PolicyError(f"trace: no endpoint {ns}/{name} (want NAMESPACE/NAME, an IP, world, host or identity:N)")
+        raise PolicyError(
+            f"trace: no endpoint {ns}/{name} (want NAMESPACE/NAME, an IP, world, host or identity:N)"
+        )
 
     def trace(self, source: str, destination: str, dport: int, protocol: str) -> TraceResult:
         compiled = self._compiled
@@ -742,6 +763,7 @@ __all__ = [
     "build_image",
     "endpoint_view",
     "parse_protocol",
+    "policy_host_ips",
     "resolve_policy",
     "selected_endpoints",
     "stable_ids_for",

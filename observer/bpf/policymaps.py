@@ -122,12 +122,18 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # --------------------------------------------------------------------------- packing (pure)
 
 
-def pack_policy_key(
-    identity: int, direction: int, protocol: int, port: int, lpm_len: int
-) -> bytes:
+def pack_policy_key(identity: int, direction: int, protocol: int, port: int, lpm_len: int) -> bytes:
     """A policy key with ep_id 0 and generation 0 (patched when written)."""
     return POLICY_KEY.pack(
-        POLICY_EXACT_BITS + lpm_len, 0, identity, 0, direction, 0, protocol, port.to_bytes(2, "big"), 0
+        POLICY_EXACT_BITS + lpm_len,
+        0,
+        identity,
+        0,
+        direction,
+        0,
+        protocol,
+        port.to_bytes(2, "big"),
+        0,
     )
 
 
@@ -148,7 +154,9 @@ class PolicyKeyFields:
 
 def unpack_policy_key(raw: bytes) -> PolicyKeyFields:
     plen, ep_id, identity, gen, direction, _pad, proto, dport, _pad2 = POLICY_KEY.unpack(raw)
-    return PolicyKeyFields(plen, ep_id, identity, gen, direction, proto, int.from_bytes(dport, "big"))
+    return PolicyKeyFields(
+        plen, ep_id, identity, gen, direction, proto, int.from_bytes(dport, "big")
+    )
 
 
 def pack_ipcache_key(network: IPNetwork) -> bytes:
@@ -208,9 +216,7 @@ class DatapathImage:
         )
 
 
-EMPTY_IMAGE: Final = DatapathImage(
-    MappingProxyType({}), MappingProxyType({}), MappingProxyType({})
-)
+EMPTY_IMAGE: Final = DatapathImage(MappingProxyType({}), MappingProxyType({}), MappingProxyType({}))
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,6 +98,23 @@ class PolicyKey:
     protocol: int = 0
     port: int = 0
     port_prefix_len: int = 0
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "_hash",
+            hash(
+                (self.identity, int(self.direction), self.protocol, self.port, self.port_prefix_len)
+            ),
+        )
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    @property
+    def as_tuple(self) -> tuple[int, int, int, int, int]:
+        return (self.identity, int(self.direction), self.protocol, self.port, self.port_prefix_len)
 
     @property
     def lpm_prefix_len(self) -> int:
@@ -230,6 +247,14 @@ class EndpointView:
     labels: LabelSet = field(default_factory=LabelSet)
     ips: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        # Tolerate label strings and any iterable of addresses from untyped callers.
+        labels: object = self.labels
+        if not isinstance(labels, LabelSet):
+            object.__setattr__(self, "labels", LabelSet.parse(labels))  # type: ignore[arg-type]
+        if not isinstance(self.ips, tuple):
+            object.__setattr__(self, "ips", tuple(self.ips))
+
     @classmethod
     def create(
         cls,
@@ -275,12 +300,18 @@ class EndpointPolicy:
 
 @dataclass(frozen=True, slots=True)
 class _Subject:
+    """The compiled policy of every endpoint selected by exactly the same specs."""
+
     signature: tuple[object, ...]
     ingress_enforced: bool
     egress_enforced: bool
     entries: Mapping[PolicyKey, PolicyEntry]
     ingress_policies: tuple[str, ...]
     egress_policies: tuple[str, ...]
+
+
+_KeyTuple = tuple[int, int, int, int, int]
+_SpecKey = tuple[tuple[tuple[str, str, str], str], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +326,18 @@ class _State:
     universe: Mapping[int, LabelSet]
     indexes: Mapping[LabelSet, LabelIndex]
     selections: Mapping[PeerSelector, frozenset[int]]
-    subjects: Mapping[tuple[str, LabelSet], _Subject]
+    #: Compiled subjects by the (policy key, spec path) list of the specs selecting them.
+    subjects: Mapping[_SpecKey, _Subject]
+    #: Interned keys and entries, so unchanged ones are the same objects across compiles.
+    keys: Mapping[_KeyTuple, PolicyKey]
+    entries: Mapping[tuple[Action, MatchType, int], PolicyEntry]
+    #: Per namespace: the specs that may select its endpoints (policy key, path, selector).
+    candidates: Mapping[str, tuple[object, ...]]
+    #: Per (namespace, labels): which of the namespace's candidate specs select it.
+    matches: Mapping[tuple[str, LabelSet], tuple[int, ...]]
+    #: Parse caches: label strings -> LabelSet, address text -> network.
+    parsed_labels: Mapping[tuple[str, ...], LabelSet]
+    parsed_nets: Mapping[str, IPNetwork]
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,7 +491,12 @@ class _Builder:
         self.identities_in = identities
         self.indexes: dict[LabelSet, LabelIndex] = {}
         self.port_key_cache: dict[int, tuple[tuple[int, int, int], ...]] = {}
-        self.key_cache: dict[tuple[int, Direction, int, int, int], PolicyKey] = {}
+        self.keys: dict[_KeyTuple, PolicyKey] = {}
+        self.entry_cache: dict[tuple[Action, MatchType, int], PolicyEntry] = {}
+        self.candidate_sigs: dict[str, tuple[object, ...]] = {}
+        self.matches: dict[tuple[str, LabelSet], tuple[int, ...]] = {}
+        self.parsed_labels: dict[tuple[str, ...], LabelSet] = {}
+        self.parsed_nets: dict[str, IPNetwork] = {}
 
     # -- ids ---------------------------------------------------------------
     def assign_rule_ids(self) -> None:
@@ -509,8 +556,17 @@ class _Builder:
     # -- identities --------------------------------------------------------
     def build_universe(self) -> None:
         universe: dict[int, LabelSet] = dict(reserved_labels())
+        prev_parsed = self.prev.parsed_labels if self.prev is not None else {}
         for ident, labels in self.identities_in.items():
-            universe[ident] = labels if isinstance(labels, LabelSet) else LabelSet.parse(labels)
+            if isinstance(labels, LabelSet):
+                universe[ident] = labels
+                continue
+            texts = tuple(labels)
+            parsed = self.parsed_labels.get(texts) or prev_parsed.get(texts)
+            if parsed is None:
+                parsed = LabelSet.parse(texts)
+            self.parsed_labels[texts] = parsed
+            universe[ident] = parsed
         for ep in self.endpoints:
             base = universe.get(ep.identity, ep.labels)
             universe[ep.identity] = _with_namespace(base, ep.namespace)
@@ -599,26 +655,52 @@ class _Builder:
                     by_namespace.setdefault(policy.namespace, []).append((policy, spec))
                 else:
                     clusterwide.append((policy, spec))
-        prev_subjects = (
-            self.prev.subjects if self.prev and self.prev.options == self.options else {}
+        same_options = self.prev is not None and self.prev.options == self.options
+        prev_subjects: Mapping[_SpecKey, _Subject] = (
+            self.prev.subjects if self.prev is not None and same_options else {}
         )
-        subjects: dict[tuple[str, LabelSet], _Subject] = {}
+        subjects: dict[_SpecKey, _Subject] = {}
+        by_labels: dict[tuple[str, LabelSet], _Subject] = {}
         views: dict[int, EndpointPolicy] = {}
+        prev_candidates = self.prev.candidates if self.prev is not None else {}
+        prev_matches = self.prev.matches if self.prev is not None else {}
+        ns_candidates: dict[str, list[tuple[Policy, PolicySpec]]] = {}
         for ep in self.endpoints:
             labels = _with_namespace(ep.labels, ep.namespace)
-            key = (ep.namespace, labels)
-            subject = subjects.get(key)
+            subject = by_labels.get((ep.namespace, labels))
             if subject is None:
-                idx = self.index(labels)
-                candidates = by_namespace.get(ep.namespace, []) + clusterwide
-                selecting = [(p, s) for p, s in candidates if s.subject.matches(idx)]
-                signature = self._signature(selecting)
-                old = prev_subjects.get(key)
-                if old is not None and old.signature == signature:
-                    subject = old
-                else:
-                    subject = self._compile_subject(selecting, signature)
-                subjects[key] = subject
+                candidates = ns_candidates.get(ep.namespace)
+                if candidates is None:
+                    candidates = by_namespace.get(ep.namespace, []) + clusterwide
+                    ns_candidates[ep.namespace] = candidates
+                    self.candidate_sigs[ep.namespace] = tuple(
+                        (p.key, s.path, s.subject) for p, s in candidates
+                    )
+                group = (ep.namespace, labels)
+                # The specs that select a label set change only when the namespace's
+                # candidate specs (or their selectors) do.
+                found = prev_matches.get(group)
+                if (
+                    found is None
+                    or prev_candidates.get(ep.namespace) != self.candidate_sigs[ep.namespace]
+                ):
+                    idx = self.index(labels)
+                    found = tuple(
+                        i for i, (_, s) in enumerate(candidates) if s.subject.matches(idx)
+                    )
+                self.matches[group] = found
+                selecting = [candidates[i] for i in found]
+                spec_key = tuple((p.key, s.path) for p, s in selecting)
+                subject = subjects.get(spec_key)
+                if subject is None:
+                    signature = self._signature(selecting)
+                    old = prev_subjects.get(spec_key)
+                    if old is not None and old.signature == signature:
+                        subject = old
+                    else:
+                        subject = self._compile_subject(selecting, signature)
+                    subjects[spec_key] = subject
+                by_labels[(ep.namespace, labels)] = subject
             views[ep.id] = EndpointPolicy(
                 endpoint_id=ep.id,
                 identity=ep.identity,
@@ -645,27 +727,37 @@ class _Builder:
                 parts.append(tuple(self.selections[p] for p in rule.peers))
         return tuple(parts)
 
-    def _key(
-        self, identity: int, direction: Direction, proto: int, port: int, plen: int
-    ) -> PolicyKey:
-        t = (identity, direction, proto, port, plen)
-        key = self.key_cache.get(t)
+    def _policy_key(self, t: _KeyTuple) -> PolicyKey:
+        key = self.keys.get(t)
         if key is None:
-            key = PolicyKey(identity, direction, proto, port, plen)
-            self.key_cache[t] = key
+            key = self.prev.keys.get(t) if self.prev is not None else None
+            if key is None:
+                key = PolicyKey(t[0], _DIRECTIONS[t[1]], t[2], t[3], t[4])
+            self.keys[t] = key
         return key
+
+    def _entry(self, action: Action, match: MatchType, rule_id: int) -> PolicyEntry:
+        t = (action, match, rule_id)
+        entry = self.entry_cache.get(t)
+        if entry is None:
+            entry = self.prev.entries.get(t) if self.prev is not None else None
+            if entry is None:
+                entry = PolicyEntry(action, match, rule_id)
+            self.entry_cache[t] = entry
+        return entry
 
     def _compile_subject(
         self, selecting: list[tuple[Policy, PolicySpec]], signature: tuple[object, ...]
     ) -> _Subject:
-        entries: dict[PolicyKey, PolicyEntry] = {}
+        cand: dict[_KeyTuple, tuple[Action, int]] = {}
         enforced: dict[Direction, tuple[str, ...]] = {}
+        deny = Action.DENY
         for direction in (Direction.INGRESS, Direction.EGRESS):
             specs = [(p, s) for p, s in selecting if direction in s.enforce]
             if not specs:
                 continue
             enforced[direction] = tuple(dict.fromkeys(p.display_name for p, _ in specs))
-            cand: dict[PolicyKey, tuple[Action, int]] = {}
+            d = int(direction)
             for policy, spec in specs:
                 for rule in spec.rules:
                     if rule.direction is not direction:
@@ -678,49 +770,64 @@ class _Builder:
                     idents: set[int] = set()
                     for peer in rule.peers:
                         idents |= self.selections[peer]
+                    action = rule.action
+                    value = (action, rule_id)
+                    is_deny = action is deny
+                    # Deny beats allow at one key; between equals the lower rule id is kept.
                     for ident in idents:
                         for proto, port, plen in port_keys:
-                            _merge(
-                                cand,
-                                self._key(ident, direction, proto, port, plen),
-                                rule.action,
-                                rule_id,
-                            )
+                            t = (ident, d, proto, port, plen)
+                            old = cand.get(t)
+                            if (
+                                old is None
+                                or (is_deny and old[0] is not deny)
+                                or (action is old[0] and rule_id < old[1])
+                            ):
+                                cand[t] = value
+            # Synthetic entries never displace a policy's own entry at the same key.
             if not any(direction in s.default_deny for _, s in specs):
                 policy, spec = specs[0]
                 rule_id = self.rule_ids[_rule_key(policy, _default_allow_section(spec))]
-                # Synthetic entries never displace a policy's own entry at the same key.
-                cand.setdefault(
-                    self._key(WILDCARD_IDENTITY, direction, 0, 0, 0), (Action.ALLOW, rule_id)
-                )
+                cand.setdefault((WILDCARD_IDENTITY, d, 0, 0, 0), (Action.ALLOW, rule_id))
             if direction is Direction.INGRESS and self.options.allow_localhost:
                 rule_id = self.rule_ids[("", "", LOCALHOST_RULE.name, "")]
                 host = int(ReservedIdentity.HOST)
-                cand.setdefault(self._key(host, direction, 0, 0, 0), (Action.ALLOW, rule_id))
-            _resolve_denies(cand)
-            for key, (action, rule_id) in cand.items():
-                if action is Action.DENY and self.options.audit_mode:
-                    action = Action.AUDIT
-                entries[key] = PolicyEntry(action, key.match_type, rule_id)
-        ordered = dict(sorted(entries.items()))
+                cand.setdefault((host, d, 0, 0, 0), (Action.ALLOW, rule_id))
+        _resolve_denies(cand)
+        audit = self.options.audit_mode
+        entries: dict[PolicyKey, PolicyEntry] = {}
+        for t in sorted(cand):
+            action, rule_id = cand[t]
+            if audit and action is deny:
+                action = Action.AUDIT
+            entries[self._policy_key(t)] = self._entry(action, _match_type(t), rule_id)
         return _Subject(
             signature=signature,
             ingress_enforced=Direction.INGRESS in enforced,
             egress_enforced=Direction.EGRESS in enforced,
-            entries=MappingProxyType(ordered),
+            entries=MappingProxyType(entries),
             ingress_policies=enforced.get(Direction.INGRESS, ()),
             egress_policies=enforced.get(Direction.EGRESS, ()),
         )
 
     # -- output ------------------------------------------------------------
+    def _net(self, text: str) -> IPNetwork:
+        net = self.parsed_nets.get(text)
+        if net is None:
+            net = self.prev.parsed_nets.get(text) if self.prev is not None else None
+            if net is None:
+                net = ipaddress.ip_network(text)
+            self.parsed_nets[text] = net
+        return net
+
     def ipcache(self) -> dict[IPNetwork, int]:
         cache: dict[IPNetwork, int] = {net: int(ReservedIdentity.WORLD) for net in _WORLD_PREFIXES}
         cache.update(self.cidr_ids)
         for ip in self.options.host_ips:
-            cache[ipaddress.ip_network(ip)] = int(ReservedIdentity.HOST)
+            cache[self._net(ip)] = int(ReservedIdentity.HOST)
         for ep in self.endpoints:
             for ip in ep.ips:
-                cache[ipaddress.ip_network(ip)] = ep.identity
+                cache[self._net(ip)] = ep.identity
         return cache
 
     def result(self) -> CompiledPolicy:
@@ -734,60 +841,85 @@ class _Builder:
             indexes=MappingProxyType(self.indexes),
             selections=MappingProxyType(self.selections),
             subjects=MappingProxyType(self.subjects),
+            keys=MappingProxyType(self._live_keys()),
+            entries=MappingProxyType(self.entry_cache),
+            candidates=MappingProxyType(self.candidate_sigs),
+            matches=MappingProxyType(self.matches),
+            parsed_labels=MappingProxyType(self.parsed_labels),
+            parsed_nets=MappingProxyType(self.parsed_nets),
         )
+        ipcache = self.ipcache()
         endpoint_ips = {
-            ep.id: frozenset(ipaddress.ip_address(ip) for ip in ep.ips)
+            ep.id: frozenset(self._net(ip).network_address for ip in ep.ips)
             for ep in self.endpoints
             if ep.ips
         }
         return CompiledPolicy(
             endpoints=MappingProxyType(self.views),
             rules=MappingProxyType(dict(sorted(self.rules.items()))),
-            ipcache=MappingProxyType(self.ipcache()),
+            ipcache=MappingProxyType(ipcache),
             identities=MappingProxyType(self.universe),
             options=self.options,
             state=state,
             endpoint_ips=MappingProxyType(endpoint_ips),
         )
 
-
-def _merge(
-    cand: dict[PolicyKey, tuple[Action, int]], key: PolicyKey, action: Action, rule_id: int
-) -> None:
-    """Deny beats allow at the same key; between equals the lower rule id is reported."""
-    old = cand.get(key)
-    if old is None:
-        cand[key] = (action, rule_id)
-        return
-    old_action, old_id = old
-    stronger = action is Action.DENY and old_action is not Action.DENY
-    if stronger or (action is old_action and rule_id < old_id):
-        cand[key] = (action, rule_id)
+    def _live_keys(self) -> dict[_KeyTuple, PolicyKey]:
+        """Interned keys of every subject in use (reused subjects keep theirs)."""
+        live: dict[_KeyTuple, PolicyKey] = {}
+        for subject in self.subjects.values():
+            for key in subject.entries:
+                live[key.as_tuple] = key
+        return live
 
 
-def _resolve_denies(cand: dict[PolicyKey, tuple[Action, int]]) -> None:
-    """Remove allow entries that a deny entry covers (same identity, or any identity for a
-    wildcard-identity deny): a longest-prefix lookup must not find them first."""
-    denies = [k for k, (a, _) in cand.items() if a is Action.DENY]
+_DIRECTIONS = {int(d): d for d in Direction}
+
+
+def _match_type(t: _KeyTuple) -> MatchType:
+    """Cilium's match type of a key (see PolicyKey.match_type), on the tuple form."""
+    ident, _, proto, _, plen = t
+    lpm = 0 if proto == 0 else LPM_PROTO_BITS + plen
+    if ident != WILDCARD_IDENTITY:
+        if lpm > LPM_PROTO_BITS:
+            return MatchType.L3_L4
+        return MatchType.L3_PROTO if lpm > 0 else MatchType.L3_ONLY
+    if lpm == 0:
+        return MatchType.ALL
+    return MatchType.PROTO_ONLY if lpm <= LPM_PROTO_BITS else MatchType.L4_ONLY
+
+
+def _lpm_bits(t: _KeyTuple) -> tuple[int, int]:
+    proto = t[2]
+    return (0 if proto == 0 else LPM_PROTO_BITS + t[4]), (proto << 16) | t[3]
+
+
+def _resolve_denies(cand: dict[_KeyTuple, tuple[Action, int]]) -> None:
+    """Remove allow entries that a deny entry of the same direction covers (same identity,
+    or any identity for a wildcard-identity deny): a longest-prefix lookup must not find
+    them first."""
+    denies = [t for t, (a, _) in cand.items() if a is Action.DENY]
     if not denies:
         return
-    allows: dict[int, list[PolicyKey]] = {}
-    for k, (a, _) in cand.items():
+    allows: dict[tuple[int, int], list[_KeyTuple]] = {}
+    for t, (a, _) in cand.items():
         if a is not Action.DENY:
-            allows.setdefault(k.identity, []).append(k)
-    doomed: set[PolicyKey] = set()
+            allows.setdefault((t[0], t[1]), []).append(t)
+    doomed: set[_KeyTuple] = set()
     for deny in denies:
-        groups = (
-            allows.values()
-            if deny.identity == WILDCARD_IDENTITY
-            else [allows.get(deny.identity, [])]
-        )
+        d_len, d_bits = _lpm_bits(deny)
+        shift = LPM_FULL_BITS - d_len
+        if deny[0] == WILDCARD_IDENTITY:
+            groups = [g for (_, direction), g in allows.items() if direction == deny[1]]
+        else:
+            groups = [allows.get((deny[0], deny[1]), [])]
         for group in groups:
             for allow in group:
-                if deny.covers(allow):
+                a_len, a_bits = _lpm_bits(allow)
+                if a_len >= d_len and (a_bits >> shift) == (d_bits >> shift):
                     doomed.add(allow)
-    for key in doomed:
-        del cand[key]
+    for t in doomed:
+        del cand[t]
 
 
 def compile_policies(
@@ -858,10 +990,23 @@ def _flags(ep: EndpointPolicy) -> tuple[bool, bool, bool, int]:
     return (ep.ingress_enforced, ep.egress_enforced, ep.audit, ep.identity)
 
 
+def _entries_diff(
+    old: Mapping[PolicyKey, PolicyEntry], new: Mapping[PolicyKey, PolicyEntry]
+) -> tuple[Mapping[PolicyKey, PolicyEntry], tuple[PolicyKey, ...]]:
+    upserts: dict[PolicyKey, PolicyEntry] = {}
+    for k, v in new.items():
+        old_v = old.get(k)
+        if old_v is not v and old_v != v:  # entries are interned: usually an identity hit
+            upserts[k] = v
+    return MappingProxyType(upserts), tuple(k for k in old if k not in new)
+
+
 def diff(old: CompiledPolicy | None, new: CompiledPolicy) -> PolicyDiff:
     """What to write to go from ``old``'s maps to ``new``'s (``old=None``: from nothing)."""
     old_eps: Mapping[int, EndpointPolicy] = old.endpoints if old is not None else {}
     changes: dict[int, EndpointDiff] = {}
+    # Endpoints share entry maps; diff each (old map, new map) pair once.
+    pairs: dict[tuple[int, int], tuple[Mapping[PolicyKey, PolicyEntry], tuple[PolicyKey, ...]]] = {}
     for ep_id, ep in new.endpoints.items():
         prev = old_eps.get(ep_id)
         if prev is None:
@@ -872,8 +1017,12 @@ def diff(old: CompiledPolicy | None, new: CompiledPolicy) -> PolicyDiff:
             if flags_changed:
                 changes[ep_id] = EndpointDiff(ep_id, {}, (), True)
             continue
-        upserts = {k: v for k, v in ep.entries.items() if prev.entries.get(k) != v}
-        deletes = tuple(k for k in prev.entries if k not in ep.entries)
+        pair = (id(prev.entries), id(ep.entries))
+        cached = pairs.get(pair)
+        if cached is None:
+            cached = _entries_diff(prev.entries, ep.entries)
+            pairs[pair] = cached
+        upserts, deletes = cached
         if upserts or deletes or flags_changed:
             changes[ep_id] = EndpointDiff(ep_id, upserts, deletes, flags_changed)
     for ep_id, prev in old_eps.items():

@@ -67,27 +67,28 @@ class SelectorError(LabelError):
 
 @dataclass(frozen=True, slots=True)
 class LabelIndex:
-    """A label set indexed by key: ``key -> ((source, value), ...)``."""
+    """A label set indexed for matching: values by key (any source) and by (source, key)."""
 
     labels: LabelSet
-    by_key: Mapping[str, tuple[tuple[str, str], ...]] = field(
+    by_key: Mapping[str, tuple[str, ...]] = field(init=False, compare=False, hash=False, repr=False)
+    by_source_key: Mapping[tuple[str, str], tuple[str, ...]] = field(
         init=False, compare=False, hash=False, repr=False
     )
 
     def __post_init__(self) -> None:
-        by_key: dict[str, list[tuple[str, str]]] = {}
+        by_key: dict[str, list[str]] = {}
+        by_source_key: dict[tuple[str, str], list[str]] = {}
         for label in self.labels:
-            by_key.setdefault(label.key, []).append((label.source, label.value))
+            by_key.setdefault(label.key, []).append(label.value)
+            by_source_key.setdefault((label.source, label.key), []).append(label.value)
         object.__setattr__(self, "by_key", {k: tuple(v) for k, v in by_key.items()})
+        object.__setattr__(self, "by_source_key", {k: tuple(v) for k, v in by_source_key.items()})
 
     def values(self, source: str, key: str) -> tuple[str, ...]:
         """Values of the labels with ``key`` from ``source`` (any source for ``any``)."""
-        found = self.by_key.get(key)
-        if not found:
-            return ()
         if source == SOURCE_ANY:
-            return tuple(v for _, v in found)
-        return tuple(v for s, v in found if s == source)
+            return self.by_key.get(key, ())
+        return self.by_source_key.get((source, key), ())
 
 
 @dataclass(frozen=True, slots=True, order=True)

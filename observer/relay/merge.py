@@ -11,16 +11,15 @@ holds:
    node's own stream is in time order. This gives exact order without waiting for a timer;
 * **the buffer is full**: it holds ``max_len`` (``--sort-buffer-len-max``) responses plus one
    per registered source; beyond that the oldest goes out even if a node might still send an
-   older one, as in Hubble. (The extra slot per source lets a source that the merge is
-   waiting for always deliver its next response, see ``can_accept``);
+   older one, as in Hubble;
 * **a response has waited ``drain_timeout_ns``** (``--sort-buffer-drain-timeout``) since it
   arrived: it goes out together with everything older, so no response is held longer than the
   drain timeout.
 
-``can_accept(source)`` tells a reader whether to push now or wait (backpressure): a source may
-always push when it has nothing buffered (the merge is waiting for it), otherwise only while
-the buffer has room. A reader that respects it keeps the buffer at most ``max_len`` plus one
-response per source and lets the watermark, not the length bound, decide the order.
+``can_accept(source)`` tells a reader whether to push now or wait (backpressure): each source
+may hold its share of the buffer, ``max_len`` divided by the number of sources (at least one).
+Readers that respect it never fill the buffer, so the watermark, not the length bound, decides
+the order; and a source the merge waits for (one with nothing buffered) can always deliver.
 
 A response older than the last one released can no longer be put in order: it is released
 at once and counted in ``stats.out_of_order``. Items pushed without a time (``time_ns=None``,
@@ -166,6 +165,23 @@ class TimeParser:
             self._base = value - value % _NS
         return value
 
+    def response_time(self, line: bytes) -> int | None:
+        """``response_time_ns(line, self)``, with the common case inlined (the relay calls
+        this once per response)."""
+        if line[-2:] == b'"}':
+            end = len(line) - 2
+            start = line.rfind(_TIME_KEY, 0, end)
+            if start > 0 and line[start - 1] in (44, 123):
+                ts = line[start + 8 : end]
+                if ts[:19] == self._prefix:
+                    tail = ts[19:]
+                    if tail == b"Z":
+                        return self._base
+                    n = len(tail)
+                    if 3 <= n <= 11 and tail[0] == 46 and tail[-1] == 90 and tail[1:-1].isdigit():
+                        return self._base + int(tail[1:-1]) * _POW10[n - 2]
+        return response_time_ns(line, self)
+
 
 def response_time_ns(line: bytes, parse: Callable[[bytes], int] = parse_rfc3339_ns) -> int | None:
     """The top-level ``time`` of one GetFlowsResponse JSON line, in ns; None if it has none
@@ -212,7 +228,8 @@ class MergeStats:
     ``out_of_order``: responses that arrived after a newer one had been released (they go
     out late, out of order). ``forced_by_length`` / ``forced_by_timeout``: responses released
     by the length bound or the drain timeout while a node was still awaited (each may or
-    may not have broken the order). ``max_buffered``: the most responses held at once.
+    may not have broken the order). ``released_idle``: responses released while a node had
+    nothing buffered because it had been idle for ``idle_ns``. ``max_buffered``: the most responses held at once.
     """
 
     pushed: int = 0
@@ -221,6 +238,7 @@ class MergeStats:
     out_of_order: int = 0
     forced_by_length: int = 0
     forced_by_timeout: int = 0
+    released_idle: int = 0
     max_buffered: int = 0
 
 
@@ -249,6 +267,7 @@ class TimeMerger(Generic[T]):
         "_passthrough",
         "_pushed",
         "_released",
+        "_released_idle",
         "_seq",
     )
 
@@ -274,16 +293,19 @@ class TimeMerger(Generic[T]):
         self._out_of_order = 0
         self._forced_len = 0
         self._forced_time = 0
+        self._released_idle = 0
         self._max_buffered = 0
 
     # --- sources ------------------------------------------------------------------------
 
-    def add_source(self, source: str, now_ns: int) -> None:
+    def add_source(self, source: str, now_ns: int, grace_ns: int | None = None) -> None:
         """Await ``source``: nothing is released by the watermark until it has sent
-        something or been idle for ``idle_ns``."""
+        something or been idle for ``grace_ns`` (default ``idle_ns``; a longer grace lets a
+        source that is slow to start, e.g. a node reading a large history, keep its place)."""
         if source in self._last_seen:
             return
-        self._last_seen[source] = now_ns
+        extra = 0 if grace_ns is None else grace_ns - self._idle
+        self._last_seen[source] = now_ns + extra
         self._counts.setdefault(source, 0)
         if self._counts[source] == 0:
             self._empty.add(source)
@@ -309,9 +331,13 @@ class TimeMerger(Generic[T]):
 
     # --- input ------------------------------------------------------------------------
 
+    def quota(self) -> int:
+        """How many buffered items each source may hold (its share of ``max_len``)."""
+        return max(1, self._max_len // max(1, len(self._last_seen)))
+
     def can_accept(self, source: str) -> bool:
         """Whether ``source`` should push now (see the module doc on backpressure)."""
-        return len(self._heap) < self._max_len or self._counts.get(source, 0) == 0
+        return self._counts.get(source, 0) < self.quota()
 
     def push(self, source: str, time_ns: int | None, item: T, now_ns: int) -> list[T]:
         """Add one item; returns what can be released now."""
@@ -335,8 +361,11 @@ class TimeMerger(Generic[T]):
         out: list[T] = []
         if source not in self._last_seen:
             self.add_source(source, now_ns)
+        elif self._last_seen[source] > now_ns:
+            self._last_seen[source] = now_ns  # the grace ends with the first push
         heap, counts = self._heap, self._counts
         max_len = self._max_len
+        quota = self.quota()
         last_time = self._last[0]
         i, n = start, len(items)
         first_key: tuple[int, int] | None = None
@@ -344,7 +373,7 @@ class TimeMerger(Generic[T]):
         count = counts.get(source, 0)
         taken = 0
         while i < n:
-            if respect_backpressure and count and len(heap) >= max_len:
+            if respect_backpressure and count >= quota:
                 break
             time_ns, item = items[i]
             i += 1
@@ -371,7 +400,7 @@ class TimeMerger(Generic[T]):
             if len(heap) > max_len + len(self._counts):
                 counts[source] = count
                 self._empty.discard(source)
-                out.extend(self._pop_forced_len())
+                out.extend(self._pop_forced_len(now_ns))
                 count = counts[source]
                 last_time = self._last[0]
         counts[source] = count
@@ -392,7 +421,7 @@ class TimeMerger(Generic[T]):
 
     # --- output -----------------------------------------------------------------------
 
-    def _pop(self) -> T:
+    def _pop(self, now_ns: int) -> T:
         time_ns, seq, source, item = heapq.heappop(self._heap)
         self._last = (time_ns, seq)
         self._released += 1
@@ -402,19 +431,23 @@ class TimeMerger(Generic[T]):
             del self._counts[source]  # a finished source's last item
         elif left == 0:
             self._empty.add(source)
-            # this source just went quiet: it is awaited again for idle_ns from its last push
-            until = self._last_seen[source] + self._idle
+            # this source has nothing buffered from now on: it is awaited for idle_ns (it was
+            # not idle while its responses were waiting here, however long ago it sent them)
+            seen = self._last_seen[source]
+            if now_ns > seen:
+                self._last_seen[source] = seen = now_ns
+            until = seen + self._idle
             if until > self._blocked_until:
                 self._blocked_until = until
         return item
 
-    def _pop_forced_len(self) -> list[T]:
+    def _pop_forced_len(self, now_ns: int) -> list[T]:
         out = []
         capacity = self._max_len + len(self._counts)
         while len(self._heap) > capacity:
             if self._empty:
                 self._forced_len += 1
-            out.append(self._pop())
+            out.append(self._pop(now_ns))
         return out
 
     def _release(self, now_ns: int) -> list[T]:
@@ -432,12 +465,14 @@ class TimeMerger(Generic[T]):
             while heap and (heap[0][0], heap[0][1]) <= target:
                 if self._empty and now_ns < self._blocked_until:
                     self._forced_time += 1
-                out.append(self._pop())
+                out.append(self._pop(now_ns))
         # watermark: every awaited source has something buffered, or is idle
         while heap and (not self._empty or now_ns >= self._blocked_until):
-            out.append(self._pop())
+            if self._empty:
+                self._released_idle += 1
+            out.append(self._pop(now_ns))
         if len(heap) > self._max_len + len(self._counts):
-            out.extend(self._pop_forced_len())
+            out.extend(self._pop_forced_len(now_ns))
         if not heap:
             arrivals.clear()
         return out
@@ -454,8 +489,9 @@ class TimeMerger(Generic[T]):
     def drain(self) -> list[T]:
         """Release everything, in order (end of stream)."""
         out = []
+        never = -(1 << 63)
         while self._heap:
-            out.append(self._pop())
+            out.append(self._pop(never))
         self._arrivals.clear()
         return out
 
@@ -485,6 +521,7 @@ class TimeMerger(Generic[T]):
             out_of_order=self._out_of_order,
             forced_by_length=self._forced_len,
             forced_by_timeout=self._forced_time,
+            released_idle=self._released_idle,
             max_buffered=self._max_buffered,
         )
 

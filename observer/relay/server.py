@@ -25,7 +25,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -40,7 +40,7 @@ from observer.api.convert import response_to_json_line, response_to_proto
 from observer.api.v1.hubblectl import agent_pb2, agent_pb2_grpc
 from observer.api.v1.observer import observer_pb2, observer_pb2_grpc
 from observer.errors import ConfigError
-from observer.relay.merge import FirstN, LastN, TimeMerger, TimeParser, response_time_ns
+from observer.relay.merge import FirstN, LastN, MergeStats, TimeMerger, TimeParser
 from observer.relay.pool import (
     Backoff,
     Peer,
@@ -139,6 +139,7 @@ class _Track:
 
     reported: str = ""  # the last state announced in this stream
     failed_generation: int | None = None
+    failed_peer: Peer | None = None  # the connection (peer object) failed_generation counts on
     retry_at: float = 0.0
     last_time_ns: int | None = None
     backoff: Backoff = field(default_factory=lambda: Backoff(0.2, 5.0))
@@ -170,6 +171,9 @@ class FlowSession:
         drain_ns = int(config.sort_buffer_drain_timeout_s * _NS)
         idle = min(drain_ns, FOLLOW_IDLE_NS) if self._follow else drain_ns
         self._merger: TimeMerger[bytes] = TimeMerger(config.sort_buffer_len_max, drain_ns, idle)
+        # how long a node may take to send its first response (it may be reading its
+        # history) before the others go ahead without it; the drain timeout bounds it anyway
+        self._grace_ns = drain_ns
         self._first: FirstN[bytes] | None = None
         self._last: LastN[bytes] | None = None
         number = int(request.number)
@@ -184,9 +188,27 @@ class FlowSession:
         self._timer_wake = asyncio.Event()
         self._timer_deadline: int | None = None
         self._readers: dict[str, asyncio.Task[None]] = {}
+        self._reader_peer: dict[str, Peer] = {}
         self._tracks: dict[str, _Track] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._done = False
+        # the merge's clock stops while the client is the bottleneck (output backlog full):
+        # waiting for the client must not make a node look idle or a response overdue
+        self._stalled_ns = 0
+        self._stall_start: int | None = None
+
+    def _now(self) -> int:
+        """The merge's clock: monotonic time minus the time the client held everything up."""
+        now = self._mono() if self._stall_start is None else self._stall_start
+        return now - self._stalled_ns
+
+    def _check_stall(self) -> None:
+        if self._stall_start is None and len(self._out) >= OUTPUT_LIMIT:
+            self._stall_start = self._mono()
+
+    @property
+    def stats(self) -> MergeStats:
+        return self._merger.stats
 
     # --- output -------------------------------------------------------------------------
 
@@ -199,6 +221,7 @@ class FlowSession:
 
     def _status(self, state: str, names: Sequence[str], message: str = "") -> None:
         self._out.append(node_status_line(state, names, message, self._node_name, self._wall()))
+        self._check_stall()
         self._signal_output()
 
     def _emit(self, items: list[bytes]) -> None:
@@ -212,7 +235,9 @@ class FlowSession:
             self._last.feed(items)
         else:
             self._out.extend(items)
+        self._check_stall()
         self._signal_output()
+        pass
 
     def _finish(self) -> None:
         """End of the stream: everything still buffered goes out in order."""
@@ -232,12 +257,15 @@ class FlowSession:
 
     # --- the session ----------------------------------------------------------------------
 
-    async def batches(self) -> AsyncIterator[list[bytes]]:
+    async def batches(self) -> AsyncGenerator[list[bytes], None]:
         try:
             await self._begin()
             while True:
                 if self._out:
                     out, self._out = self._out, []
+                    if self._stall_start is not None:
+                        self._stalled_ns += self._mono() - self._stall_start
+                        self._stall_start = None
                     self._signal_space()
                     yield out
                     continue
@@ -251,6 +279,7 @@ class FlowSession:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            log.debug("flow request ended: %s, client stalls %.3f s", self._merger.stats, self._stalled_ns / 1e9)
 
     async def _begin(self) -> None:
         await self._pool.wait_settled(self._config.dial_timeout_s)
@@ -267,9 +296,9 @@ class FlowSession:
                 self._tracks[p.name].reported = NODE_UNAVAILABLE
         for message, names in sorted(by_error.items()):
             self._status(NODE_UNAVAILABLE, names, message)
-        now = self._mono()
+        now = self._now()
         for p in connected:
-            self._merger.add_source(p.name, now)
+            self._merger.add_source(p.name, now, self._grace_ns)
         for p in connected:
             self._tracks[p.name].reported = NODE_CONNECTED
             self._start_reader(p)
@@ -295,9 +324,10 @@ class FlowSession:
 
     def _start_reader(self, peer: Peer) -> None:
         track = self._tracks.setdefault(peer.name, _Track.for_config(self._config))
-        self._merger.add_source(peer.name, self._mono())
+        self._merger.add_source(peer.name, self._now(), self._grace_ns)
         task = asyncio.create_task(self._read(peer, peer.generation, self._request_for(track), track))
         self._readers[peer.name] = task
+        self._reader_peer[peer.name] = peer
 
     async def _read(self, peer: Peer, generation: int, request: observer_pb2.GetFlowsRequest, track: _Track) -> None:
         name = peer.name
@@ -319,11 +349,15 @@ class FlowSession:
         finally:
             if self._readers.get(name) is asyncio.current_task():
                 del self._readers[name]
-            self._emit(self._merger.remove_source(name, self._mono()))
+                del self._reader_peer[name]
+                self._emit(self._merger.remove_source(name, self._now()))
             self._wake_timer()
+        if self._pool.get(name) is not peer:
+            failure = None  # removed or replaced (new address): the supervisor handles it
         if failure is not None and not self._done:
             state, message = failure
             track.failed_generation = generation
+            track.failed_peer = peer
             track.retry_at = time.monotonic() + track.backoff.next()
             track.reported = state
             self._status(state, [name], message)
@@ -345,7 +379,8 @@ class FlowSession:
                     lines = batch.json_lines.split(b"\n")
                     if lines and not lines[-1]:
                         lines.pop()
-                    items = [(response_time_ns(line, parse), line) for line in lines if line]
+                    rtime = parse.response_time
+                    items = [(rtime(line), line) for line in lines if line]
                     await self._push(name, items, track)
                     if self._done:
                         return
@@ -375,7 +410,7 @@ class FlowSession:
             if len(self._out) >= OUTPUT_LIMIT or not merger.can_accept(name):
                 await self._space.wait()
                 continue
-            released, i = merger.push_many(name, items, i, self._mono())
+            released, i = merger.push_many(name, items, i, self._now())
             self._emit(released)
             self._wake_timer()
         if newest is not None and (track.last_time_ns is None or newest > track.last_time_ns):
@@ -391,7 +426,7 @@ class FlowSession:
     async def _timer_loop(self) -> None:
         while not self._done:
             deadline = self._merger.next_deadline_ns()
-            now = self._mono()
+            now = self._now()
             if deadline is not None and deadline <= now:
                 released = self._merger.poll(now)
                 if released:
@@ -415,6 +450,13 @@ class FlowSession:
             wait = self._reconcile()
             version = await self._pool.wait_changed(version, wait)
 
+    def _stop_reader(self, name: str) -> None:
+        task = self._readers.pop(name, None)
+        self._reader_peer.pop(name, None)
+        if task is not None:
+            task.cancel()
+            self._emit(self._merger.remove_source(name, self._now()))
+
     def _reconcile(self) -> float:
         """Start streams for connected nodes without one; report removed nodes. Returns how
         long to wait before looking again without a pool change (pending retries)."""
@@ -422,10 +464,7 @@ class FlowSession:
         current = {p.name: p for p in self._pool.peers()}
         for name in list(self._tracks):
             if name not in current:
-                task = self._readers.pop(name, None)
-                if task is not None:
-                    task.cancel()
-                    self._emit(self._merger.remove_source(name, self._mono()))
+                self._stop_reader(name)
                 self._tracks.pop(name)
                 self._status(NODE_GONE, [name])
         wait = 5.0
@@ -434,7 +473,10 @@ class FlowSession:
             if track is None:
                 track = self._tracks[name] = _Track.for_config(self._config)
             if name in self._readers:
-                continue
+                if self._reader_peer[name] is peer:
+                    continue
+                self._stop_reader(name)  # the node moved (PEER_UPDATED): read it anew
+                track.failed_generation = None
             if peer.state is not PeerState.CONNECTED:
                 if peer.state is PeerState.UNAVAILABLE and not track.reported:
                     track.reported = NODE_UNAVAILABLE
@@ -442,6 +484,7 @@ class FlowSession:
                 continue
             if (
                 track.failed_generation is None
+                or track.failed_peer is not peer
                 or peer.generation > track.failed_generation
                 or now >= track.retry_at
             ):
@@ -528,9 +571,10 @@ class RelayObserverServicer(observer_pb2_grpc.ObserverServicer):
         await _validate(request, context)
         await _send_version(context)
         loads = orjson.loads
-        async for lines in self._s.session(request).batches():
-            for line in lines:
-                yield response_to_proto(loads(line))
+        async with contextlib.aclosing(self._s.session(request).batches()) as batches:
+            async for lines in batches:
+                for line in lines:
+                    yield response_to_proto(loads(line))
 
     async def GetAgentEvents(
         self, request: observer_pb2.GetAgentEventsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -587,17 +631,18 @@ class RelayFlowStreamServicer(agent_pb2_grpc.FlowStreamServicer):
     ) -> AsyncIterator[agent_pb2.FlowBatch]:
         await _validate(request, context)
         await _send_version(context)
-        async for lines in self._s.session(request).batches():
-            start, size = 0, 0
-            for i, line in enumerate(lines):
-                size += len(line) + 1
-                if size >= BATCH_MAX_BYTES:
-                    chunk = lines[start : i + 1]
+        async with contextlib.aclosing(self._s.session(request).batches()) as batches:
+            async for lines in batches:
+                start, size = 0, 0
+                for i, line in enumerate(lines):
+                    size += len(line) + 1
+                    if size >= BATCH_MAX_BYTES:
+                        chunk = lines[start : i + 1]
+                        yield agent_pb2.FlowBatch(json_lines=b"\n".join(chunk) + b"\n", count=len(chunk))
+                        start, size = i + 1, 0
+                if start < len(lines):
+                    chunk = lines[start:]
                     yield agent_pb2.FlowBatch(json_lines=b"\n".join(chunk) + b"\n", count=len(chunk))
-                    start, size = i + 1, 0
-            if start < len(lines):
-                chunk = lines[start:]
-                yield agent_pb2.FlowBatch(json_lines=b"\n".join(chunk) + b"\n", count=len(chunk))
 
 
 class Relay:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from grpc_health.v1._async import HealthServicer
 
 from hubblectl.cli.main import cli
 from hubblectl.client import connect
-from hubblectl.errors import ServerError
+from hubblectl.errors import ServerError, UsageError
 from hubblectl.printer.timefmt import parse_rfc3339
 from observer.api.convert import proto_to_dict, response_to_proto
 from observer.api.v1.hubblectl import agent_pb2_grpc
@@ -33,7 +34,11 @@ from observer.server.observer import FlowStreamServicer, NodeInfo, ObserverServi
 from observer.store import EntryKind, FlowStore
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "flows.jsonl"
-KINDS = {"flow": EntryKind.FLOW, "lost_events": EntryKind.LOST, "node_status": EntryKind.NODE_STATUS}
+KINDS = {
+    "flow": EntryKind.FLOW,
+    "lost_events": EntryKind.LOST,
+    "node_status": EntryKind.NODE_STATUS,
+}
 
 
 def _fixture() -> list[bytes]:
@@ -43,8 +48,11 @@ def _fixture() -> list[bytes]:
 class _Server:
     """A grpc.aio server on its own event loop thread."""
 
-    def __init__(self, sock: Path, *, batched: bool, serving: bool) -> None:
-        self.address = f"unix://{sock}"
+    def __init__(
+        self, sock: Path | None, *, batched: bool, serving: bool, credentials: Any = None
+    ) -> None:
+        self.address = f"unix://{sock}" if sock is not None else ""
+        self._credentials = credentials
         self.batched = batched
         self._serving = serving
         self._loop = asyncio.new_event_loop()
@@ -76,10 +84,18 @@ class _Server:
         if self.batched:
             agent_pb2_grpc.add_FlowStreamServicer_to_server(FlowStreamServicer(store, node), server)
         health = HealthServicer()
-        status = health_pb2.HealthCheckResponse.SERVING if self._serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if self._serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         await health.set("hubble.server.Observer", status)
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
-        server.add_insecure_port(self.address)
+        if self._credentials is not None:
+            port = server.add_secure_port("127.0.0.1:0", self._credentials)
+            self.address = f"127.0.0.1:{port}"
+        else:
+            server.add_insecure_port(self.address)
         await server.start()
         self._stop = asyncio.Event()
         self._ready.set()
@@ -159,7 +175,9 @@ def test_filters_are_applied_by_the_server(server: _Server) -> None:
 
 
 def test_server_rejects_bad_filter(server: _Server) -> None:
-    result = run("observe", "--server", server.address, "--allowlist", '{"http_status_code":["99x"]}')
+    result = run(
+        "observe", "--server", server.address, "--allowlist", '{"http_status_code":["99x"]}'
+    )
     assert isinstance(result.exception, ServerError)
     assert "INVALID_ARGUMENT" in str(result.exception)
 
@@ -211,19 +229,28 @@ def test_missing_socket_names_the_path(tmp_path: Path) -> None:
 def _cli_process(*args: str, stdout: int = subprocess.PIPE) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "hubblectl.cli.main", *args], stdout=stdout, stderr=subprocess.PIPE, env=env
+        [sys.executable, "-m", "hubblectl.cli.main", *args],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        env=env,
     )
 
 
 def test_follow_streams_new_flows_and_ctrl_c_exits_quietly(server: _Server) -> None:
     proc = _cli_process("observe", "--server", server.address, "--follow", "-o", "json")
     try:
-        time.sleep(1.0)  # let it connect and start following
-        new = orjson.loads(_fixture()[5])
-        new["flow"]["uuid"] = "followed-flow"
-        server.add(orjson.dumps(new))
         assert proc.stdout is not None
-        line = proc.stdout.readline()
+        # The follower only sees flows appended after it started: keep adding until one shows.
+        line = b""
+        deadline = time.monotonic() + 20
+        while not line and time.monotonic() < deadline:
+            new = orjson.loads(_fixture()[5])
+            new["flow"]["uuid"] = "followed-flow"
+            server.add(orjson.dumps(new))
+            ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+            if ready:
+                line = proc.stdout.readline()
+        assert line, "no followed flow within 20s"
         assert orjson.loads(line)["flow"]["uuid"] == "followed-flow"
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=10)
@@ -232,10 +259,11 @@ def test_follow_streams_new_flows_and_ctrl_c_exits_quietly(server: _Server) -> N
             proc.kill()
             proc.wait()
     assert proc.returncode == 130
-    assert b"Traceback" not in err and err == b""
+    assert err == b""
 
 
 def test_broken_pipe_exits_quietly() -> None:
+    """``hubblectl observe ... | head -1``: no traceback, no BrokenPipeError noise."""
     big = (b"\n".join(_fixture()[:9]) + b"\n") * 2000
     producer = subprocess.Popen(
         [sys.executable, "-m", "hubblectl.cli.main", "observe", "--input-file", "-"],
@@ -243,15 +271,86 @@ def test_broken_pipe_exits_quietly() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    assert producer.stdout is not None and producer.stdin is not None
-    first = producer.stdout.readline()
-    producer.stdout.close()  # like `| head -1`
+    assert (
+        producer.stdout is not None and producer.stdin is not None and producer.stderr is not None
+    )
+    stdin = producer.stdin
+
+    def feed() -> None:
+        try:
+            stdin.write(big)
+            stdin.close()
+        except (BrokenPipeError, ValueError):
+            pass
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
     try:
-        producer.stdin.write(big.replace(b"}\n", b"}\n"))
-        producer.stdin.close()
-    except BrokenPipeError:
-        pass
-    err = producer.stderr.read() if producer.stderr else b""
-    producer.wait(timeout=30)
+        ready, _, _ = select.select([producer.stdout], [], [], 20)
+        assert ready, "no output within 20s"
+        first = producer.stdout.readline()
+        producer.stdout.close()  # like `| head -1`
+        producer.wait(timeout=30)
+        err = producer.stderr.read()
+    finally:
+        if producer.poll() is None:
+            producer.kill()
+            producer.wait()
+        feeder.join(5)
     assert first.startswith(b"Nov 26 12:00:01.123")
     assert b"Traceback" not in err and b"BrokenPipe" not in err
+    assert producer.returncode in (0, 1, 141)
+
+
+def test_tls_flags(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from hubblectl.cli.certs import certificate_bundle, write_bundle
+    from observer.server.tls import server_credentials
+
+    write_bundle(
+        tmp_path, certificate_bundle(["node-a"], "default", datetime.now(UTC), 2), force=False
+    )
+    creds = server_credentials(str(tmp_path / "relay.crt"), str(tmp_path / "relay.key"))
+    srv = _Server(None, batched=True, serving=True, credentials=creds)
+    srv.start()
+    try:
+        verified = run(
+            "status",
+            "--server",
+            srv.address,
+            "--tls",
+            "--tls-ca-cert-files",
+            str(tmp_path / "ca.crt"),
+            "--tls-server-name",
+            "instance.hubble-relay.cilium.io",
+        )
+        assert verified.exit_code == 0, verified.output
+        assert verified.stdout.startswith(f"Healthcheck (via {srv.address}): Ok\n")
+        forced = run(
+            "observe",
+            "--server",
+            f"tls://{srv.address}",
+            "--tls-allow-insecure",
+            "--last",
+            "2",
+            "-o",
+            "json",
+        )
+        assert forced.exit_code == 0, forced.output
+        assert len(forced.stdout.splitlines()) == 2
+        plaintext = run("status", "--server", srv.address, "--timeout", "2s")
+        assert isinstance(plaintext.exception, ServerError)
+        assert "TLS" in str(plaintext.exception)
+        half = run(
+            "status",
+            "--server",
+            srv.address,
+            "--tls",
+            "--tls-client-cert-file",
+            str(tmp_path / "client.crt"),
+        )
+        assert isinstance(half.exception, UsageError)
+        assert "--tls-client-cert-file and --tls-client-key-file" in str(half.exception)
+    finally:
+        srv.stop()

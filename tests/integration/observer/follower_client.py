@@ -149,6 +149,7 @@ async def main(target: str, followers: int, total: int, timeout: float) -> dict[
             "pending": len(pending),
             "stuck": stuck,
             "last_follower_done_s": max(done) if done else None,
+            "cpu_s": time.process_time(),
         }
     finally:
         for task in tasks:

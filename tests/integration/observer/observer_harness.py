@@ -236,7 +236,11 @@ class IngestReport:
     appended: int
     batches: int
     elapsed_s: float
-    max_lateness_s: float
+    lateness_s: tuple[float, ...]
+
+    @property
+    def max_lateness_s(self) -> float:
+        return max(self.lateness_s, default=0.0)
 
 
 class ObserverHarness:
@@ -402,17 +406,17 @@ class ObserverHarness:
             store = self.store
             loop = asyncio.get_running_loop()
             start = loop.time()
-            lateness = 0.0
+            lateness: list[float] = []
             batches = 0
             for i in range(0, len(entries), batch_size):
                 due = max(start + batches * interval_s, loop.time())
                 await asyncio.sleep(due - loop.time())
-                lateness = max(lateness, loop.time() - due)
+                lateness.append(loop.time() - due)
                 for time_ns, kind, data in entries[i : i + batch_size]:
                     store.append(time_ns, kind, data)
                 store.notify()
                 batches += 1
-            return IngestReport(len(entries), batches, loop.time() - start, lateness)
+            return IngestReport(len(entries), batches, loop.time() - start, tuple(lateness))
 
         return asyncio.run_coroutine_threadsafe(run(), self._loop)
 

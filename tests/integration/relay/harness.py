@@ -219,6 +219,10 @@ class FakeNode:
             await self.server.stop(grace)
             self.server = None
 
+    def followers(self) -> int:
+        """Coroutines waiting for new entries in the store (one per follow stream)."""
+        return int(self.store._waiters)
+
     async def append(self, responses: Iterable[dict[str, Any]]) -> int:
         """Store responses (flows or lost events) and wake followers; returns how many."""
         n = 0

@@ -102,6 +102,21 @@ def test_killed_node_is_reported_and_comes_back(cluster: Cluster) -> None:
     assert [n["name"] for n in nodes] == ["node-a", "node-b", "node-c"]
 
 
+def test_client_going_away_ends_the_node_streams(cluster: Cluster) -> None:
+    streams = [cluster.follow(), cluster.follow({"whitelist": [{"verdict": ["DROPPED"]}]})]
+    for stream in streams:
+        stream.wait_for(_has_status("NODE_CONNECTED", ["node-a", "node-b", "node-c"]), WAIT, "NODE_CONNECTED")
+    wait_until(
+        lambda: all(cluster.loop.call(n.followers) == 2 for n in cluster.nodes), WAIT, "two follow streams per node"
+    )
+    streams[0].close()
+    wait_until(
+        lambda: all(cluster.loop.call(n.followers) == 1 for n in cluster.nodes), WAIT, "one follow stream per node"
+    )
+    streams[1].close()
+    wait_until(lambda: all(cluster.loop.call(n.followers) == 0 for n in cluster.nodes), WAIT, "no follow stream")
+
+
 def test_get_nodes_states_and_list_nodes(loop: LoopThread) -> None:
     nodes = make_nodes(loop, "a") + make_nodes(loop, "b", status_fails=True)
     cluster = Cluster(loop, nodes)
@@ -202,6 +217,12 @@ def test_peers_from_the_peer_service(loop: LoopThread) -> None:
                 WAIT,
                 "node-c at its new address",
             )
+        # the follow stream reads node-c at its new address, from after the last flow it saw
+        loop.run(moved.append(flow_responses(moved.absolute_name, T1 - 10 * S, 1, MS)))  # before it: not sent
+        loop.run(moved.append(flow_responses(moved.absolute_name, T1 + 5 * MS, 1, MS)))
+        stream.wait_for(lambda items: any(f["node_name"] == "default/node-c2" for f in flows_of(items)), WAIT, "node-c's flow at its new address")
+        assert sum(f["node_name"] == "default/node-c2" for f in flows_of(stream.items)) == 1
+        assert not any(s["state_change"] == "NODE_ERROR" for s in node_statuses(stream.items)), node_statuses(stream.items)
     finally:
         cluster.close()
         loop.run(service.stop())

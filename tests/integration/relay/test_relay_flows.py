@@ -75,6 +75,33 @@ def test_number_first_last_across_nodes(
 
 
 @pytest.mark.parametrize(
+    ("request_", "expected"),
+    [
+        pytest.param({}, ALL_TIMES, id="all"),
+        pytest.param({"number": 7}, ALL_TIMES[-7:], id="last-7"),
+        pytest.param({"number": 7, "first": True}, ALL_TIMES[:7], id="first-7"),
+    ],
+)
+@pytest.mark.parametrize("sort_len", [1, 3, 7], ids=lambda n: f"sort-buffer-{n}")
+def test_tiny_sort_buffer_keeps_exact_order_without_timers(
+    loop: Any, sort_len: int, request_: dict[str, Any], expected: list[int]
+) -> None:
+    """With a 30 s drain timeout nothing is released by time: the watermark and the
+    backpressure alone must move the merge along (a stall would hit the 10 s deadline)."""
+    cluster = Cluster(loop, make_nodes(loop))
+    try:
+        cluster.start_relay(sort_buffer_len_max=sort_len, sort_buffer_drain_timeout_s=30.0)
+        msg = dict_to_proto(request_, observer_pb2.GetFlowsRequest)
+        from observer.api.v1.hubblectl import agent_pb2_grpc
+
+        stub = agent_pb2_grpc.FlowStreamStub(cluster.grpc_channel())
+        lines = [line for batch in stub.GetFlowsBatched(msg, timeout=10) for line in batch.json_lines.splitlines()]
+        assert _times([orjson.loads(line) for line in lines]) == expected
+    finally:
+        cluster.close()
+
+
+@pytest.mark.parametrize(
     ("whitelist", "blacklist"),
     [
         pytest.param([{"verdict": ["DROPPED"]}], [], id="verdict"),

@@ -237,3 +237,12 @@ def test_relay_refuses_plaintext_clients(tls_cluster: Cluster, certs: Certs) -> 
     opts = TLSOptions(enabled=True, ca_cert_files=(certs["ca.crt"],), server_name=RELAY_NAME)
     with connect(tls_cluster.relay_address, opts, timeout=5.0) as client:
         wait_until(lambda: client.server_status()["num_connected_nodes"] == 2, WAIT, "both nodes over mTLS")
+
+
+def test_tls_client_to_a_plaintext_port(loop: LoopThread, certs: Certs) -> None:
+    node = make_nodes(loop, "a")[0]
+    try:
+        with pytest.raises(ServerError, match=r"does not speak TLS \(a plaintext port\?\)"):
+            connect(node.address, TLSOptions(enabled=True, ca_cert_files=(certs["ca.crt"],)), timeout=1.0)
+    finally:
+        loop.run(node.stop(0))

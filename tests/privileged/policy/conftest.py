@@ -58,7 +58,7 @@ def make_agent(
         for a in made:
             try:
                 a.close()
-            except Exception as exc:  # noqa: BLE001 - clean up every agent, report after
+            except Exception as exc:
                 errors.append(exc)
         if errors:
             raise errors[0]

@@ -26,7 +26,11 @@ NETNS_DIR = Path("/var/run/netns")
 
 
 def run_hubblectl(
-    *args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 60, stdin: str | None = None
+    *args: str,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    timeout: float = 60,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     res = subprocess.run(
         [*HUBBLECTL, *args],
@@ -37,7 +41,9 @@ def run_hubblectl(
         env={**os.environ, **(env or {})},
     )
     if check and res.returncode != 0:
-        raise AssertionError(f"hubblectl {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+        raise AssertionError(
+            f"hubblectl {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}"
+        )
     return res
 
 
@@ -64,25 +70,38 @@ class PolicyAgent:
     def args(self) -> list[str]:
         return [
             "agent",
-            "--node-name", self.tag,
-            "--state-dir", str(self.state_dir),
-            "--socket", str(self.socket),
-            "--bpf-root", str(self.bpf_root),
-            "--netns-prefix", self.netns_prefix,
-            "--ipv4-range", self.ipv4_range,
-            "--ipv6-range", self.ipv6_range,
+            "--node-name",
+            self.tag,
+            "--state-dir",
+            str(self.state_dir),
+            "--socket",
+            str(self.socket),
+            "--bpf-root",
+            str(self.bpf_root),
+            "--netns-prefix",
+            self.netns_prefix,
+            "--ipv4-range",
+            self.ipv4_range,
+            "--ipv6-range",
+            self.ipv6_range,
             *self.extra,
         ]
 
     def start(self, timeout: float = 30) -> None:
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([*HUBBLECTL, *self.args()], stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [*HUBBLECTL, *self.args()], stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"agent exited with {self.proc.returncode}:\n{self.log.read_text()}")
+                raise AssertionError(
+                    f"agent exited with {self.proc.returncode}:\n{self.log.read_text()}"
+                )
             if self.socket.exists():
-                res = run_hubblectl("endpoint", "list", "-o", "json", env=self.env, check=False, timeout=10)
+                res = run_hubblectl(
+                    "endpoint", "list", "-o", "json", env=self.env, check=False, timeout=10
+                )
                 if res.returncode == 0:
                     return
             time.sleep(0.1)
@@ -112,7 +131,9 @@ class PolicyAgent:
         return self.proc is not None and self.proc.poll() is None
 
     # -- CLI -----------------------------------------------------------------
-    def cli(self, *args: str, check: bool = True, timeout: float = 60, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = True, timeout: float = 60, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return run_hubblectl(*args, env=self.env, check=check, timeout=timeout, stdin=stdin)
 
     def create(self, key: str, *labels: str) -> dict[str, Any]:
@@ -124,7 +145,9 @@ class PolicyAgent:
     def endpoints(self) -> list[dict[str, Any]]:
         return json.loads(self.cli("endpoint", "list", "-o", "json").stdout)  # type: ignore[no-any-return]
 
-    def exec(self, key: str, *cmd: str, check: bool = False, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    def exec(
+        self, key: str, *cmd: str, check: bool = False, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
         return self.cli("endpoint", "exec", key, "--", *cmd, check=check, timeout=timeout)
 
     def netns_of(self, key: str) -> str:
@@ -143,7 +166,10 @@ class PolicyAgent:
     def run_in(self, key: str, *cmd: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Run in the endpoint's netns directly (works while the agent is down)."""
         return subprocess.run(
-            ["ip", "netns", "exec", self.netns_of(key), *cmd], capture_output=True, text=True, timeout=timeout
+            ["ip", "netns", "exec", self.netns_of(key), *cmd],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     def flows(self, *args: str) -> list[dict[str, Any]]:
@@ -156,7 +182,11 @@ class PolicyAgent:
             state = json.loads((self.state_dir / "endpoints.json").read_text())
         except (OSError, ValueError):
             return []
-        return [str(ep.get("host_ifname", "")) for ep in state.get("endpoints", []) if ep.get("host_ifname")]
+        return [
+            str(ep.get("host_ifname", ""))
+            for ep in state.get("endpoints", [])
+            if ep.get("host_ifname")
+        ]
 
     def close(self) -> None:
         for child in self.children:
@@ -167,7 +197,7 @@ class PolicyAgent:
             if self.alive:
                 for ep in self.endpoints():
                     self.cli("endpoint", "delete", f"{ep['namespace']}/{ep['name']}", check=False)
-        except Exception:  # noqa: BLE001,S110 - the sweep below removes what is left
+        except Exception:
             pass
         finally:
             self.stop()
@@ -175,7 +205,9 @@ class PolicyAgent:
             if NETNS_DIR.is_dir():
                 for ns in NETNS_DIR.iterdir():
                     if ns.name.startswith(self.netns_prefix):
-                        subprocess.run(["ip", "netns", "delete", ns.name], check=False, capture_output=True)
+                        subprocess.run(
+                            ["ip", "netns", "delete", ns.name], check=False, capture_output=True
+                        )
             for name in ifnames:
                 if Path(f"/sys/class/net/{name}").exists():
                     subprocess.run(["ip", "link", "delete", name], check=False, capture_output=True)
@@ -183,6 +215,10 @@ class PolicyAgent:
             shutil.rmtree(self.state_dir, ignore_errors=True)
             with contextlib.suppress(FileNotFoundError):
                 self.socket.unlink()
-        leftovers = [n.name for n in NETNS_DIR.iterdir() if n.name.startswith(self.netns_prefix)] if NETNS_DIR.is_dir() else []
+        leftovers = (
+            [n.name for n in NETNS_DIR.iterdir() if n.name.startswith(self.netns_prefix)]
+            if NETNS_DIR.is_dir()
+            else []
+        )
         assert not leftovers, f"netns left behind: {leftovers}"
         assert not self.bpf_root.exists(), f"{self.bpf_root} left behind"

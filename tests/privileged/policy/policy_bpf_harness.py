@@ -127,7 +127,10 @@ class PolicyDatapath:
         compiled = compile_policies(
             policies,
             [e.view() for e in endpoints],
-            {e.identity: [*e.labels, f"k8s:io.kubernetes.pod.namespace={e.namespace}"] for e in endpoints},
+            {
+                e.identity: [*e.labels, f"k8s:io.kubernetes.pod.namespace={e.namespace}"]
+                for e in endpoints
+            },
             options=CompileOptions(audit_mode=audit),
             previous=self.compiled if incremental else None,
         )
@@ -153,23 +156,25 @@ class PolicyDatapath:
             m.delete(key)
 
     def ct_size(self) -> int:
-        return sum(1 for _ in self.obj.map(loader.CT_MAP).keys())
+        return sum(1 for _ in self.obj.map(loader.CT_MAP))
 
 
-def tcp(src: Ep | str, dst: Ep | str, dport: int, flags: int = structs.TCP_SYN, sport: int = 40000) -> bytes:
+def tcp(
+    src: Ep | str, dst: Ep | str, dport: int, flags: int = structs.TCP_SYN, sport: int = 40000
+) -> bytes:
     s = src.ip if isinstance(src, Ep) else src
     d = dst.ip if isinstance(dst, Ep) else dst
-    return P.tcp_frame(s, d, sport, dport, flags)
+    return bytes(P.tcp_frame(s, d, sport, dport, flags))
 
 
 def udp(src: Ep | str, dst: Ep | str, dport: int, sport: int = 40000) -> bytes:
     s = src.ip if isinstance(src, Ep) else src
     d = dst.ip if isinstance(dst, Ep) else dst
-    return P.udp_frame(s, d, sport, dport)
+    return bytes(P.udp_frame(s, d, sport, dport))
 
 
 def icmp_echo(src: Ep | str, dst: Ep | str, ident: int = 7) -> bytes:
     s = src.ip if isinstance(src, Ep) else src
     d = dst.ip if isinstance(dst, Ep) else dst
     v6 = ":" in s
-    return P.icmp_frame(s, d, 128 if v6 else 8, ident=ident, seq=1)
+    return bytes(P.icmp_frame(s, d, 128 if v6 else 8, ident=ident, seq=1))

@@ -106,28 +106,222 @@ class Case:
 
 
 CASES = [
-    Case("sw-tiefighter-80-allowed", SW_POLICY, TIEFIGHTER, DEATHSTAR, "tcp", 80, True, 0, 2, "spec.ingress[0]"),
-    Case("sw-xwing-80-default-deny", SW_POLICY, XWING, DEATHSTAR, "tcp", 80, False, pm.DROP_POLICY, 0, "default deny"),
-    Case("sw-tiefighter-443-default-deny", SW_POLICY, TIEFIGHTER, DEATHSTAR, "tcp", 443, False, pm.DROP_POLICY, 0, "default deny"),
-    Case("sw-tiefighter-80-udp-denied", SW_POLICY, TIEFIGHTER, DEATHSTAR, "udp", 80, False, pm.DROP_POLICY, 0, "default deny"),
+    Case(
+        "sw-tiefighter-80-allowed",
+        SW_POLICY,
+        TIEFIGHTER,
+        DEATHSTAR,
+        "tcp",
+        80,
+        True,
+        0,
+        2,
+        "spec.ingress[0]",
+    ),
+    Case(
+        "sw-xwing-80-default-deny",
+        SW_POLICY,
+        XWING,
+        DEATHSTAR,
+        "tcp",
+        80,
+        False,
+        pm.DROP_POLICY,
+        0,
+        "default deny",
+    ),
+    Case(
+        "sw-tiefighter-443-default-deny",
+        SW_POLICY,
+        TIEFIGHTER,
+        DEATHSTAR,
+        "tcp",
+        443,
+        False,
+        pm.DROP_POLICY,
+        0,
+        "default deny",
+    ),
+    Case(
+        "sw-tiefighter-80-udp-denied",
+        SW_POLICY,
+        TIEFIGHTER,
+        DEATHSTAR,
+        "udp",
+        80,
+        False,
+        pm.DROP_POLICY,
+        0,
+        "default deny",
+    ),
     Case("sw-unselected-xwing-open", SW_POLICY, DEATHSTAR, XWING, "tcp", 22, True, 0, 0, None),
-    Case("deny-precedence-80", DENY_TIEFIGHTER_80, TIEFIGHTER, DEATHSTAR, "tcp", 80, False, pm.DROP_POLICY_DENY, 2, "spec.ingressDeny[0]"),
-    Case("deny-precedence-81-allowed", DENY_TIEFIGHTER_80, TIEFIGHTER, DEATHSTAR, "tcp", 81, True, 0, 1, "spec.ingress[0]"),
-    Case("deny-other-identity-allowed", DENY_TIEFIGHTER_80, SHUTTLE, DEATHSTAR, "tcp", 80, True, 0, 1, "spec.ingress[0]"),
-    Case("range-low-edge", PORT_RANGE, XWING, DEATHSTAR, "tcp", 8000, True, 0, 3, "spec.ingress[0]"),
+    Case(
+        "deny-precedence-80",
+        DENY_TIEFIGHTER_80,
+        TIEFIGHTER,
+        DEATHSTAR,
+        "tcp",
+        80,
+        False,
+        pm.DROP_POLICY_DENY,
+        2,
+        "spec.ingressDeny[0]",
+    ),
+    Case(
+        "deny-precedence-81-allowed",
+        DENY_TIEFIGHTER_80,
+        TIEFIGHTER,
+        DEATHSTAR,
+        "tcp",
+        81,
+        True,
+        0,
+        1,
+        "spec.ingress[0]",
+    ),
+    Case(
+        "deny-other-identity-allowed",
+        DENY_TIEFIGHTER_80,
+        SHUTTLE,
+        DEATHSTAR,
+        "tcp",
+        80,
+        True,
+        0,
+        1,
+        "spec.ingress[0]",
+    ),
+    Case(
+        "range-low-edge", PORT_RANGE, XWING, DEATHSTAR, "tcp", 8000, True, 0, 3, "spec.ingress[0]"
+    ),
     Case("range-middle", PORT_RANGE, XWING, DEATHSTAR, "tcp", 8005, True, 0, 3, "spec.ingress[0]"),
-    Case("range-high-edge", PORT_RANGE, XWING, DEATHSTAR, "tcp", 8010, True, 0, 3, "spec.ingress[0]"),
-    Case("range-above", PORT_RANGE, XWING, DEATHSTAR, "tcp", 8011, False, pm.DROP_POLICY, 0, "default deny"),
-    Case("range-below", PORT_RANGE, XWING, DEATHSTAR, "tcp", 7999, False, pm.DROP_POLICY, 0, "default deny"),
-    Case("cidr-allowed", CIDR_EGRESS, DEATHSTAR, "192.0.2.5", "tcp", 443, True, 0, 1, "spec.egress[0]"),
-    Case("cidr-except", CIDR_EGRESS, DEATHSTAR, "192.0.2.200", "tcp", 443, False, pm.DROP_POLICY, 0, "default deny"),
-    Case("cidr-outside-world", CIDR_EGRESS, DEATHSTAR, "198.51.100.1", "tcp", 443, False, pm.DROP_POLICY, 0, "default deny"),
-    Case("cidr-pod-denied", CIDR_EGRESS, DEATHSTAR, XWING, "tcp", 443, False, pm.DROP_POLICY, 0, "default deny"),
-    Case("icmp-echo-allowed", ICMP_ONLY, XWING, DEATHSTAR, "icmp", 8, True, 0, 2, "spec.ingress[0]"),
-    Case("icmp-tcp-denied", ICMP_ONLY, XWING, DEATHSTAR, "tcp", 80, False, pm.DROP_POLICY, 0, "default deny"),
-    Case("v6-cidr-allowed", V6_POLICY, "fd00:dead::1", DEATHSTAR6, "tcp", 443, True, 0, 2, "spec.ingress[0]"),
-    Case("v6-world-denied", V6_POLICY, "fd00:beef::1", DEATHSTAR6, "tcp", 443, False, pm.DROP_POLICY, 0, "default deny"),
-    Case("audit-default-deny", SW_POLICY, XWING, DEATHSTAR, "tcp", 80, True, 0, 0, "default deny", audit=True),
+    Case(
+        "range-high-edge", PORT_RANGE, XWING, DEATHSTAR, "tcp", 8010, True, 0, 3, "spec.ingress[0]"
+    ),
+    Case(
+        "range-above",
+        PORT_RANGE,
+        XWING,
+        DEATHSTAR,
+        "tcp",
+        8011,
+        False,
+        pm.DROP_POLICY,
+        0,
+        "default deny",
+    ),
+    Case(
+        "range-below",
+        PORT_RANGE,
+        XWING,
+        DEATHSTAR,
+        "tcp",
+        7999,
+        False,
+        pm.DROP_POLICY,
+        0,
+        "default deny",
+    ),
+    Case(
+        "cidr-allowed",
+        CIDR_EGRESS,
+        DEATHSTAR,
+        "192.0.2.5",
+        "tcp",
+        443,
+        True,
+        0,
+        1,
+        "spec.egress[0]",
+    ),
+    Case(
+        "cidr-except",
+        CIDR_EGRESS,
+        DEATHSTAR,
+        "192.0.2.200",
+        "tcp",
+        443,
+        False,
+        pm.DROP_POLICY,
+        0,
+        "default deny",
+    ),
+    Case(
+        "cidr-outside-world",
+        CIDR_EGRESS,
+        DEATHSTAR,
+        "198.51.100.1",
+        "tcp",
+        443,
+        False,
+        pm.DROP_POLICY,
+        0,
+        "default deny",
+    ),
+    Case(
+        "cidr-pod-denied",
+        CIDR_EGRESS,
+        DEATHSTAR,
+        XWING,
+        "tcp",
+        443,
+        False,
+        pm.DROP_POLICY,
+        0,
+        "default deny",
+    ),
+    Case(
+        "icmp-echo-allowed", ICMP_ONLY, XWING, DEATHSTAR, "icmp", 8, True, 0, 2, "spec.ingress[0]"
+    ),
+    Case(
+        "icmp-tcp-denied",
+        ICMP_ONLY,
+        XWING,
+        DEATHSTAR,
+        "tcp",
+        80,
+        False,
+        pm.DROP_POLICY,
+        0,
+        "default deny",
+    ),
+    Case(
+        "v6-cidr-allowed",
+        V6_POLICY,
+        "fd00:dead::1",
+        DEATHSTAR6,
+        "tcp",
+        443,
+        True,
+        0,
+        2,
+        "spec.ingress[0]",
+    ),
+    Case(
+        "v6-world-denied",
+        V6_POLICY,
+        "fd00:beef::1",
+        DEATHSTAR6,
+        "tcp",
+        443,
+        False,
+        pm.DROP_POLICY,
+        0,
+        "default deny",
+    ),
+    Case(
+        "audit-default-deny",
+        SW_POLICY,
+        XWING,
+        DEATHSTAR,
+        "tcp",
+        80,
+        True,
+        0,
+        0,
+        "default deny",
+        audit=True,
+    ),
 ]
 
 
@@ -146,7 +340,9 @@ def _rule_section(pdp: PolicyDatapath, rule_id: int) -> str:
     return by_id[rule_id][3]
 
 
-def _send_both_sides(pdp: PolicyDatapath, frame: bytes, src: Ep | str, dst: Ep | str) -> list[Outcome]:
+def _send_both_sides(
+    pdp: PolicyDatapath, frame: bytes, src: Ep | str, dst: Ep | str
+) -> list[Outcome]:
     """Egress at the source endpoint, then (if it passed) ingress at the destination, each
     with fresh conntrack as on two different veths."""
     out = []
@@ -189,8 +385,16 @@ def test_verdicts_match_trace(pdp: PolicyDatapath, case: Case) -> None:
 
     # observer.policy.trace, on the same compiled policy, predicts the same
     assert pdp.compiled is not None
-    src = Local(case.src.id) if isinstance(case.src, Ep) else Remote(pdp.compiled.resolve_ip(case.src))
-    dst = Local(case.dst.id) if isinstance(case.dst, Ep) else Remote(pdp.compiled.resolve_ip(case.dst))
+    src = (
+        Local(case.src.id)
+        if isinstance(case.src, Ep)
+        else Remote(pdp.compiled.resolve_ip(case.src))
+    )
+    dst = (
+        Local(case.dst.id)
+        if isinstance(case.dst, Ep)
+        else Remote(pdp.compiled.resolve_ip(case.dst))
+    )
     proto = {"tcp": Protocol.TCP, "udp": Protocol.UDP, "icmp": Protocol.ICMP}[case.proto]
     predicted = trace(pdp.compiled, src, dst, case.dport, proto)
     assert predicted.allowed is case.passed
@@ -283,7 +487,9 @@ def test_switch_writes_only_differences_and_flips_generation(pdp: PolicyDatapath
     # more policies, each selecting one other endpoint: every switch writes the inactive
     # generation up to the target and touches only endpoints whose policy differs there
     xw = ICMP_ONLY.replace("class: deathstar", "class: xwing").replace("name: ping", "name: ping-x")
-    tf = ICMP_ONLY.replace("class: deathstar", "class: tiefighter").replace("name: ping", "name: ping-t")
+    tf = ICMP_ONLY.replace("class: deathstar", "class: tiefighter").replace(
+        "name: ping", "name: ping-t"
+    )
     second = pdp.enforce(SW_POLICY + "---\n" + xw, ALL)
     assert second.switched and second.generation == 0
     assert second.endpoints == frozenset({DEATHSTAR.id, XWING.id})  # generation 0 was empty
@@ -295,7 +501,9 @@ def test_switch_writes_only_differences_and_flips_generation(pdp: PolicyDatapath
         assert pdp.maps.read_image(gen).same_as(pdp.maps.image(gen))
     pdp.flush_ct()
     assert pdp.send(icmp_echo(XWING, TIEFIGHTER), TIEFIGHTER, TO).passed
-    assert pdp.send(icmp_echo(TIEFIGHTER, XWING), XWING, TO).passed  # xwing: no policy selects it now
+    assert pdp.send(
+        icmp_echo(TIEFIGHTER, XWING), XWING, TO
+    ).passed  # xwing: no policy selects it now
 
 
 def test_label_change_recomputes_only_affected_endpoints(pdp: PolicyDatapath) -> None:

@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from hubblectl.cli.filters import FLOW_FILTER_FIELDS, build_filters, filter_json, parse_raw_filters, raw_filters_yaml
+from hubblectl.cli.filters import (
+    FLOW_FILTER_FIELDS,
+    build_filters,
+    filter_json,
+    parse_raw_filters,
+    raw_filters_yaml,
+)
 from hubblectl.errors import UsageError
 
 Args = list[tuple[str, str | None]]
@@ -22,15 +28,35 @@ CASES: list[tuple[str, Args, list[dict[str, Any]], list[dict[str, Any]]]] = [
         [{"source_pod": ["default/xwing"], "destination_pod": ["default/deathstar"]}],
         [],
     ),
-    ("namespace", [("namespace", "kube-system")], [{"source_pod": ["kube-system/"]}, {"destination_pod": ["kube-system/"]}], []),
-    ("all-namespaces", [("all-namespaces", None)], [{"source_pod": ["/"]}, {"destination_pod": ["/"]}], []),
+    (
+        "namespace",
+        [("namespace", "kube-system")],
+        [{"source_pod": ["kube-system/"]}, {"destination_pod": ["kube-system/"]}],
+        [],
+    ),
+    (
+        "all-namespaces",
+        [("all-namespaces", None)],
+        [{"source_pod": ["/"]}, {"destination_pod": ["/"]}],
+        [],
+    ),
     (
         "to-namespaces-or-http",
-        [("http-method", "put"), ("http-method", "get"), ("to-namespace", "foo"), ("to-namespace", "bar")],
+        [
+            ("http-method", "put"),
+            ("http-method", "get"),
+            ("to-namespace", "foo"),
+            ("to-namespace", "bar"),
+        ],
         [{"destination_pod": ["foo/", "bar/"], "http_method": ["put", "get"]}],
         [],
     ),
-    ("from-namespace-pod", [("from-namespace", "ns"), ("from-pod", "x")], [{"source_pod": ["ns/x"]}], []),
+    (
+        "from-namespace-pod",
+        [("from-namespace", "ns"), ("from-pod", "x")],
+        [{"source_pod": ["ns/x"]}],
+        [],
+    ),
     (
         "service-in-namespace",
         [("service", "foo"), ("namespace", "bar")],
@@ -58,28 +84,74 @@ CASES: list[tuple[str, Args, list[dict[str, Any]], list[dict[str, Any]]]] = [
     (
         "ip-and-port",
         [("ip", "10.0.0.1"), ("port", "80")],
-        [{"source_ip": ["10.0.0.1"], "source_port": ["80"]}, {"destination_ip": ["10.0.0.1"], "destination_port": ["80"]}],
+        [
+            {"source_ip": ["10.0.0.1"], "source_port": ["80"]},
+            {"destination_ip": ["10.0.0.1"], "destination_port": ["80"]},
+        ],
         [],
     ),
     ("cidr", [("to-ip", "10.0.0.0/8")], [{"destination_ip": ["10.0.0.0/8"]}], []),
     ("snat-ip", [("snat-ip", "192.0.2.1")], [{"source_ip_xlated": ["192.0.2.1"]}], []),
     (
         "types",
-        [("type", "trace:to-endpoint"), ("type", "trace:from-endpoint"), ("type", "drop"), ("type", "l7")],
-        [{"event_type": [{"type": 4, "match_sub_type": True}, {"type": 4, "match_sub_type": True, "sub_type": 5},
-                         {"type": 1}, {"type": 129}]}],
+        [
+            ("type", "trace:to-endpoint"),
+            ("type", "trace:from-endpoint"),
+            ("type", "drop"),
+            ("type", "l7"),
+        ],
+        [
+            {
+                "event_type": [
+                    {"type": 4, "match_sub_type": True},
+                    {"type": 4, "match_sub_type": True, "sub_type": 5},
+                    {"type": 1},
+                    {"type": 129},
+                ]
+            }
+        ],
         [],
     ),
     (
         "type-numbers-and-names",
-        [("type", "policy-verdict"), ("type", "trace-sock"), ("type", "capture"), ("type", "1:133"), ("type", "drop:POLICY_DENIED")],
-        [{"event_type": [{"type": 5}, {"type": 7}, {"type": 3}, {"type": 1, "match_sub_type": True, "sub_type": 133},
-                         {"type": 1, "match_sub_type": True, "sub_type": 133}]}],
+        [
+            ("type", "policy-verdict"),
+            ("type", "trace-sock"),
+            ("type", "capture"),
+            ("type", "1:133"),
+            ("type", "drop:POLICY_DENIED"),
+        ],
+        [
+            {
+                "event_type": [
+                    {"type": 5},
+                    {"type": 7},
+                    {"type": 3},
+                    {"type": 1, "match_sub_type": True, "sub_type": 133},
+                    {"type": 1, "match_sub_type": True, "sub_type": 133},
+                ]
+            }
+        ],
         [],
     ),
-    ("agent-subtype", [("type", "agent:policy-updated")], [{"event_type": [{"type": 130, "match_sub_type": True, "sub_type": 3}]}], []),
-    ("verdicts", [("verdict", "DROPPED"), ("verdict", "forwarded")], [{"verdict": ["DROPPED", "FORWARDED"]}], []),
-    ("drop-reason", [("drop-reason-desc", "policy_denied")], [{"drop_reason_desc": ["POLICY_DENIED"]}], []),
+    (
+        "agent-subtype",
+        [("type", "agent:policy-updated")],
+        [{"event_type": [{"type": 130, "match_sub_type": True, "sub_type": 3}]}],
+        [],
+    ),
+    (
+        "verdicts",
+        [("verdict", "DROPPED"), ("verdict", "forwarded")],
+        [{"verdict": ["DROPPED", "FORWARDED"]}],
+        [],
+    ),
+    (
+        "drop-reason",
+        [("drop-reason-desc", "policy_denied")],
+        [{"drop_reason_desc": ["POLICY_DENIED"]}],
+        [],
+    ),
     (
         "tcp-flags",
         [("tcp-flags", "syn,ack"), ("tcp-flags", "FIN")],
@@ -94,39 +166,93 @@ CASES: list[tuple[str, Args, list[dict[str, Any]], list[dict[str, Any]]]] = [
         [{"source_identity": [1], "destination_identity": [12345]}],
         [],
     ),
-    ("identity-symmetric", [("identity", "world")], [{"source_identity": [2]}, {"destination_identity": [2]}], []),
+    (
+        "identity-symmetric",
+        [("identity", "world")],
+        [{"source_identity": [2]}, {"destination_identity": [2]}],
+        [],
+    ),
     (
         "workload",
         [("workload", "deployment/foo")],
-        [{"source_workload": [{"name": "foo", "kind": "deployment"}]}, {"destination_workload": [{"name": "foo", "kind": "deployment"}]}],
+        [
+            {"source_workload": [{"name": "foo", "kind": "deployment"}]},
+            {"destination_workload": [{"name": "foo", "kind": "deployment"}]},
+        ],
         [],
     ),
-    ("workload-kind-only", [("to-workload", "StatefulSet/")], [{"destination_workload": [{"kind": "StatefulSet"}]}], []),
-    ("http-header", [("http-header", "X-A:1:2")], [{"http_header": [{"key": "X-A", "value": "1:2"}]}], []),
-    ("http-status", [("http-status", "5+"), ("http-status", "404")], [{"http_status_code": ["5+", "404"]}], []),
-    ("traffic-direction", [("traffic-direction", "Ingress")], [{"traffic_direction": ["INGRESS"]}], []),
+    (
+        "workload-kind-only",
+        [("to-workload", "StatefulSet/")],
+        [{"destination_workload": [{"kind": "StatefulSet"}]}],
+        [],
+    ),
+    (
+        "http-header",
+        [("http-header", "X-A:1:2")],
+        [{"http_header": [{"key": "X-A", "value": "1:2"}]}],
+        [],
+    ),
+    (
+        "http-status",
+        [("http-status", "5+"), ("http-status", "404")],
+        [{"http_status_code": ["5+", "404"]}],
+        [],
+    ),
+    (
+        "traffic-direction",
+        [("traffic-direction", "Ingress")],
+        [{"traffic_direction": ["INGRESS"]}],
+        [],
+    ),
     ("node-name", [("node-name", "k8s*")], [{"node_name": ["k8s*"]}], []),
     ("node-label", [("node-label", "zone=a")], [{"node_labels": ["zone=a"]}], []),
-    ("cluster", [("cluster", "c1")], [{"source_cluster_name": ["c1"]}, {"destination_cluster_name": ["c1"]}], []),
+    (
+        "cluster",
+        [("cluster", "c1")],
+        [{"source_cluster_name": ["c1"]}, {"destination_cluster_name": ["c1"]}],
+        [],
+    ),
     ("protocol", [("protocol", "TCP"), ("protocol", "dns")], [{"protocol": ["TCP", "dns"]}], []),
     ("uuid", [("uuid", "abc")], [{"uuid": ["abc"]}], []),
     ("trace-id", [("trace-id", "t1")], [{"trace_id": ["t1"]}], []),
     ("ip-trace-id", [("ip-trace-id", "42")], [{"ip_trace_id": ["42"]}], []),
     ("interface", [("interface", "eth0")], [{"interface": [{"name": "eth0"}]}], []),
     ("encrypted", [("unencrypted", None)], [{"encrypted": [False]}], []),
-    ("fqdn", [("fqdn", "*.cilium.io")], [{"source_fqdn": ["*.cilium.io"]}, {"destination_fqdn": ["*.cilium.io"]}], []),
-    ("cel", [("cel-expression", "_flow.verdict == 2")], [{"experimental": {"cel_expression": ["_flow.verdict == 2"]}}], []),
+    (
+        "fqdn",
+        [("fqdn", "*.cilium.io")],
+        [{"source_fqdn": ["*.cilium.io"]}, {"destination_fqdn": ["*.cilium.io"]}],
+        [],
+    ),
+    (
+        "cel",
+        [("cel-expression", "_flow.verdict == 2")],
+        [{"experimental": {"cel_expression": ["_flow.verdict == 2"]}}],
+        [],
+    ),
     (
         "key-order-is-declaration-order",
         [("verdict", "DROPPED"), ("to-port", "80"), ("from-pod", "a/b"), ("uuid", "u")],
-        [{"uuid": ["u"], "source_pod": ["a/b"], "verdict": ["DROPPED"], "destination_port": ["80"]}],
+        [
+            {
+                "uuid": ["u"],
+                "source_pod": ["a/b"],
+                "verdict": ["DROPPED"],
+                "destination_port": ["80"],
+            }
+        ],
         [],
     ),
 ]
 
 
-@pytest.mark.parametrize(("args", "whitelist", "blacklist"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_filters(args: Args, whitelist: list[dict[str, Any]], blacklist: list[dict[str, Any]]) -> None:
+@pytest.mark.parametrize(
+    ("args", "whitelist", "blacklist"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_filters(
+    args: Args, whitelist: list[dict[str, Any]], blacklist: list[dict[str, Any]]
+) -> None:
     lists = build_filters(args)
     assert list(lists.whitelist) == whitelist
     assert list(lists.blacklist) == blacklist
@@ -136,14 +262,34 @@ def test_filters(args: Args, whitelist: list[dict[str, Any]], blacklist: list[di
 
 
 ERRORS: list[tuple[str, Args, str]] = [
-    ("pod-from-pod", [("pod", "a"), ("from-pod", "b")], "filters --from-pod and --pod cannot be combined"),
+    (
+        "pod-from-pod",
+        [("pod", "a"), ("from-pod", "b")],
+        "filters --from-pod and --pod cannot be combined",
+    ),
     ("ip-fqdn", [("ip", "1.1.1.1"), ("fqdn", "x")], "filters --ip and --fqdn cannot be combined"),
-    ("label", [("from-label", "a"), ("label", "b")], "filters --label and --from-label cannot be combined"),
+    (
+        "label",
+        [("from-label", "a"), ("label", "b")],
+        "filters --label and --from-label cannot be combined",
+    ),
     ("port", [("port", "1"), ("to-port", "2")], "filters --port and --to-port cannot be combined"),
     ("ipv4-ipv6", [("ipv4", None), ("ipv6", None)], "filters --ipv4 and --ipv6 cannot be combined"),
-    ("encrypted", [("encrypted", None), ("unencrypted", None)], "filters --encrypted and --unencrypted cannot be combined"),
-    ("namespace-to-pod", [("namespace", "a"), ("to-pod", "b")], "filters --to-pod and --namespace cannot be combined"),
-    ("namespace-conflict", [("from-namespace", "a"), ("from-pod", "b/x")], 'namespace conflict: "a" does not contain "b/x"'),
+    (
+        "encrypted",
+        [("encrypted", None), ("unencrypted", None)],
+        "filters --encrypted and --unencrypted cannot be combined",
+    ),
+    (
+        "namespace-to-pod",
+        [("namespace", "a"), ("to-pod", "b")],
+        "filters --to-pod and --namespace cannot be combined",
+    ),
+    (
+        "namespace-conflict",
+        [("from-namespace", "a"), ("from-pod", "b/x")],
+        'namespace conflict: "a" does not contain "b/x"',
+    ),
     ("trailing-not", [("pod", "a"), ("not", None)], "trailing --not found in the arguments"),
     ("double-not", [("not", None), ("not", None), ("pod", "a")], "consecutive --not statements"),
     ("bad-ip", [("ip", "10.0.0.300")], "invalid --ip value '10.0.0.300'"),
@@ -158,7 +304,11 @@ ERRORS: list[tuple[str, Args, str]] = [
     ("bad-ip-trace-id", [("ip-trace-id", "0")], "invalid --ip-trace-id value '0'"),
     ("bad-http-status", [("http-status", "700")], "invalid --http-status value '700'"),
     ("bad-header", [("http-header", "nocolon")], "invalid --http-header value 'nocolon'"),
-    ("bad-drop-reason", [("drop-reason-desc", "SOMETHING")], "invalid --drop-reason-desc value 'SOMETHING'"),
+    (
+        "bad-drop-reason",
+        [("drop-reason-desc", "SOMETHING")],
+        "invalid --drop-reason-desc value 'SOMETHING'",
+    ),
 ]
 
 
@@ -179,11 +329,25 @@ def test_conflicts_are_per_side() -> None:
     ("values", "expected"),
     [
         (['{"source_pod":["kube-system/"]}'], [{"source_pod": ["kube-system/"]}]),
-        (['{"sourcePod":["a"]} {"verdict":[2]}'], [{"source_pod": ["a"]}, {"verdict": ["DROPPED"]}]),
-        (['{"a":1}'[:0] + '{"eventType":[{"type":1,"matchSubType":true,"subType":133}]}{"trafficDirection":[1]}'],
-         [{"event_type": [{"type": 1, "match_sub_type": True, "sub_type": 133}]}, {"traffic_direction": ["INGRESS"]}]),
-        (['{"drop_reason_desc":[133]}', '  '], [{"drop_reason_desc": ["POLICY_DENIED"]}]),
-        (['{"destination_port":["53"],"source_ip":["1.1.1.1"]}'], [{"source_ip": ["1.1.1.1"], "destination_port": ["53"]}]),
+        (
+            ['{"sourcePod":["a"]} {"verdict":[2]}'],
+            [{"source_pod": ["a"]}, {"verdict": ["DROPPED"]}],
+        ),
+        (
+            [
+                '{"a":1}'[:0]
+                + '{"eventType":[{"type":1,"matchSubType":true,"subType":133}]}{"trafficDirection":[1]}'
+            ],
+            [
+                {"event_type": [{"type": 1, "match_sub_type": True, "sub_type": 133}]},
+                {"traffic_direction": ["INGRESS"]},
+            ],
+        ),
+        (['{"drop_reason_desc":[133]}', "  "], [{"drop_reason_desc": ["POLICY_DENIED"]}]),
+        (
+            ['{"destination_port":["53"],"source_ip":["1.1.1.1"]}'],
+            [{"source_ip": ["1.1.1.1"], "destination_port": ["53"]}],
+        ),
     ],
     ids=["proto-names", "camel-and-enum-number", "concatenated", "drop-number", "reordered"],
 )
@@ -196,7 +360,10 @@ def test_raw_filters(values: list[str], expected: list[dict[str, Any]]) -> None:
     [
         ('{"source_pod": [', "invalid --denylist flag: malformed JSON FlowFilter"),
         ('["x"]', "invalid --denylist flag: expected a JSON object"),
-        ('{"no_such_field": ["x"]}', "invalid --denylist flag: unknown FlowFilter field 'no_such_field'"),
+        (
+            '{"no_such_field": ["x"]}',
+            "invalid --denylist flag: unknown FlowFilter field 'no_such_field'",
+        ),
         ('{"source_pod": "x"}', "invalid --denylist flag: field 'source_pod' must be a list"),
     ],
     ids=["truncated", "array", "unknown-field", "not-a-list"],
@@ -208,13 +375,20 @@ def test_raw_filter_errors(value: str, message: str) -> None:
 
 
 def test_raw_filters_yaml_like_hubble() -> None:
-    lists = build_filters([("pod", "kube-system/"), ("type", "drop"), ("not", None), ("from-label", "k8s:k8s-app=kube-dns")])
+    lists = build_filters(
+        [
+            ("pod", "kube-system/"),
+            ("type", "drop"),
+            ("not", None),
+            ("from-label", "k8s:k8s-app=kube-dns"),
+        ]
+    )
     assert raw_filters_yaml(lists.whitelist, lists.blacklist) == (
         "allowlist:\n"
-        "    - '{\"source_pod\":[\"kube-system/\"],\"event_type\":[{\"type\":1}]}'\n"
-        "    - '{\"destination_pod\":[\"kube-system/\"],\"event_type\":[{\"type\":1}]}'\n"
+        '    - \'{"source_pod":["kube-system/"],"event_type":[{"type":1}]}\'\n'
+        '    - \'{"destination_pod":["kube-system/"],"event_type":[{"type":1}]}\'\n'
         "denylist:\n"
-        "    - '{\"source_label\":[\"k8s:k8s-app=kube-dns\"]}'\n"
+        '    - \'{"source_label":["k8s:k8s-app=kube-dns"]}\'\n'
     )
     assert raw_filters_yaml([], []) == "{}\n"
 
@@ -223,4 +397,7 @@ def test_filter_json_escapes_like_go() -> None:
     assert filter_json({"http_path": ["/a&b<c>"], "source_pod": ["it's"]}) == (
         '{"source_pod":["it\'s"],"http_path":["/a\\u0026b\\u003cc\\u003e"]}'
     )
-    assert raw_filters_yaml([{"source_pod": ["it's"]}], []) == "allowlist:\n    - '{\"source_pod\":[\"it''s\"]}'\n"
+    assert (
+        raw_filters_yaml([{"source_pod": ["it's"]}], [])
+        == "allowlist:\n    - '{\"source_pod\":[\"it''s\"]}'\n"
+    )

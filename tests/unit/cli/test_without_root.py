@@ -24,7 +24,9 @@ def test_agent_refuses_to_start_without_root(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: os.PathLike[str]
 ) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    code, err = _run(["agent", "--state-dir", str(tmp_path), "--socket", f"{tmp_path}/s.sock"], capsys)
+    code, err = _run(
+        ["agent", "--state-dir", str(tmp_path), "--socket", f"{tmp_path}/s.sock"], capsys
+    )
     assert code != 0
     assert "must run as root" in err
     assert "Traceback" not in err

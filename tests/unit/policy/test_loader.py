@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import textwrap
+from pathlib import Path
 
 import pytest
 import yaml
@@ -488,9 +489,8 @@ def test_error_message_shape_from_brief() -> None:
 
 
 def test_star_wars_example_file() -> None:
-    from tests.conftest import REPO
-
-    text = (REPO / "examples/policies/sw_l3_l4_policy.yaml").read_text()
+    repo = Path(__file__).resolve().parents[3]
+    text = (repo / "examples/policies/sw_l3_l4_policy.yaml").read_text()
     (policy,) = load_policies(text, "sw_l3_l4_policy.yaml")
     assert (policy.kind, policy.namespace, policy.name) == (PolicyKind.CNP, "default", "rule1")
     (spec,) = policy.specs

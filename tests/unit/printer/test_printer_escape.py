@@ -29,7 +29,12 @@ EVIL_FLOW: dict[str, Any] = {
     "verdict": "FORWARDED",
     "IP": {"source": "10.0.0.1", "destination": "10.0.0.2", "ipVersion": "IPv4"},
     "l4": {"TCP": {"source_port": 1234, "destination_port": 80}},
-    "source": {"identity": 1234, "namespace": f"ns{CLEAR}", "pod_name": EVIL_POD, "labels": [EVIL_LABEL]},
+    "source": {
+        "identity": 1234,
+        "namespace": f"ns{CLEAR}",
+        "pod_name": EVIL_POD,
+        "labels": [EVIL_LABEL],
+    },
     "destination": {"identity": 2},
     "Type": "L7",
     "node_name": f"node{OSC_TITLE}",
@@ -50,7 +55,9 @@ OUR_SGR = re.compile(r"\x1b\[(?:0|31|32|33|35|36)m")
 
 def _render(fmt: str, color: bool) -> str:
     out = io.StringIO()
-    printer = make_printer(fmt, PrinterOptions(color=color, print_node_name=True), out, io.StringIO())
+    printer = make_printer(
+        fmt, PrinterOptions(color=color, print_node_name=True), out, io.StringIO()
+    )
     printer.write({"flow": EVIL_FLOW, "node_name": "n", "time": "2026-01-01T00:00:00Z"})
     printer.close()
     return out.getvalue()
@@ -58,7 +65,11 @@ def _render(fmt: str, color: bool) -> str:
 
 def _assert_no_raw_controls(text: str) -> None:
     stripped = OUR_SGR.sub("", text)
-    bad = [c for c in stripped if (ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) <= 0x9F or c == "\u202e"]
+    bad = [
+        c
+        for c in stripped
+        if (ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) <= 0x9F or c == "\u202e"
+    ]
     assert not bad, f"raw control characters leaked: {bad!r} in {text!r}"
 
 
@@ -90,7 +101,12 @@ def test_json_fast_path_sanitizes_raw_bytes_from_a_bad_server() -> None:
     printer = make_printer("json", PrinterOptions(), out, io.StringIO())
     printer.write_json(raw)
     data = out.buffer.getvalue()  # type: ignore[attr-defined]
-    assert b"\x1b" not in data and b"\r" not in data and b"\x7f" not in data and b"\xc2\x9b" not in data
+    assert (
+        b"\x1b" not in data
+        and b"\r" not in data
+        and b"\x7f" not in data
+        and b"\xc2\x9b" not in data
+    )
     assert b"\\u001b[2J" in data and b"\\u009b" in data
     assert data.endswith(b"\n")
 

@@ -31,12 +31,27 @@ PLAIN = Colors(False)
             {"event_type": {"type": 5}, "policy_match_type": 2, "traffic_direction": "INGRESS"},
             "policy-verdict:L3-L4 INGRESS",
         ),
-        ({"event_type": {"type": 5}, "traffic_direction": "INGRESS"}, "policy-verdict:none INGRESS"),
-        ({"event_type": {"type": 5}, "policy_match_type": 9}, "policy-verdict:unknown TRAFFIC_DIRECTION_UNKNOWN"),
-        ({"event_type": {"type": 7}, "sock_xlate_point": "SOCK_XLATE_POINT_PRE_DIRECTION_FWD"}, "pre-xlate-fwd"),
-        ({"event_type": {"type": 7}, "sock_xlate_point": "SOCK_XLATE_POINT_POST_DIRECTION_FWD"}, "post-xlate-fwd"),
+        (
+            {"event_type": {"type": 5}, "traffic_direction": "INGRESS"},
+            "policy-verdict:none INGRESS",
+        ),
+        (
+            {"event_type": {"type": 5}, "policy_match_type": 9},
+            "policy-verdict:unknown TRAFFIC_DIRECTION_UNKNOWN",
+        ),
+        (
+            {"event_type": {"type": 7}, "sock_xlate_point": "SOCK_XLATE_POINT_PRE_DIRECTION_FWD"},
+            "pre-xlate-fwd",
+        ),
+        (
+            {"event_type": {"type": 7}, "sock_xlate_point": "SOCK_XLATE_POINT_POST_DIRECTION_FWD"},
+            "post-xlate-fwd",
+        ),
         ({"event_type": {"type": 7}}, "SOCK_XLATE_POINT_UNKNOWN"),
-        ({"event_type": {"type": 3}, "debug_capture_point": "DBG_CAPTURE_FROM_LB"}, "DBG_CAPTURE_FROM_LB"),
+        (
+            {"event_type": {"type": 3}, "debug_capture_point": "DBG_CAPTURE_FROM_LB"},
+            "DBG_CAPTURE_FROM_LB",
+        ),
         ({}, "UNKNOWN"),
     ],
     ids=[
@@ -68,9 +83,30 @@ def test_flow_type(flow: dict[str, Any], expected: str) -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(None, "(unknown)"), (0, "(unknown)"), (1, "(host)"), (2, "(world)"), (4, "(health)"), (6, "(remote-node)"),
-     (10, "(world-ipv6)"), (11, "(ID:11)"), (12345, "(ID:12345)"), ("77", "(ID:77)")],
-    ids=["absent", "zero", "host", "world", "health", "remote-node", "world-ipv6", "eleven", "number", "string"],
+    [
+        (None, "(unknown)"),
+        (0, "(unknown)"),
+        (1, "(host)"),
+        (2, "(world)"),
+        (4, "(health)"),
+        (6, "(remote-node)"),
+        (10, "(world-ipv6)"),
+        (11, "(ID:11)"),
+        (12345, "(ID:12345)"),
+        ("77", "(ID:77)"),
+    ],
+    ids=[
+        "absent",
+        "zero",
+        "host",
+        "world",
+        "health",
+        "remote-node",
+        "world-ipv6",
+        "eleven",
+        "number",
+        "string",
+    ],
 )
 def test_identity_text(value: Any, expected: str) -> None:
     assert fields.identity_text(value) == expected
@@ -81,17 +117,26 @@ def test_identity_text(value: Any, expected: str) -> None:
     [
         ({"IP": {"source": "1.1.1.1", "destination": "2.2.2.2"}}, True, ("1.1.1.1", "2.2.2.2")),
         (
-            {"IP": {"source": "1.1.1.1", "destination": "2.2.2.2"}, "l4": {"UDP": {"source_port": 5, "destination_port": 53}}},
+            {
+                "IP": {"source": "1.1.1.1", "destination": "2.2.2.2"},
+                "l4": {"UDP": {"source_port": 5, "destination_port": 53}},
+            },
             True,
             ("1.1.1.1:5", "2.2.2.2:53"),
         ),
         (
-            {"IP": {"source": "fd00::1", "destination": "fd00::2"}, "l4": {"SCTP": {"source_port": 1, "destination_port": 2}}},
+            {
+                "IP": {"source": "fd00::1", "destination": "fd00::2"},
+                "l4": {"SCTP": {"source_port": 1, "destination_port": 2}},
+            },
             True,
             ("[fd00::1]:1", "[fd00::2]:2"),
         ),
         (
-            {"IP": {"source": "1.1.1.1", "destination": "2.2.2.2"}, "l4": {"TCP": {"source_port": 0}}},
+            {
+                "IP": {"source": "1.1.1.1", "destination": "2.2.2.2"},
+                "l4": {"TCP": {"source_port": 0}},
+            },
             True,
             ("1.1.1.1", "2.2.2.2"),
         ),
@@ -132,17 +177,34 @@ def test_identity_text(value: Any, expected: str) -> None:
             False,
             ("1.1.1.1", "2.2.2.2"),
         ),
-        ({"ethernet": {"source": "00:01:02:03:04:05", "destination": "06:07:08:09:0a:0b"}}, True,
-         ("00:01:02:03:04:05", "06:07:08:09:0a:0b")),
+        (
+            {"ethernet": {"source": "00:01:02:03:04:05", "destination": "06:07:08:09:0a:0b"}},
+            True,
+            ("00:01:02:03:04:05", "06:07:08:09:0a:0b"),
+        ),
         ({}, True, ("", "")),
     ],
-    ids=["ips", "udp-ports", "ipv6-brackets", "port-zero", "pods", "services", "dns-names", "numeric", "ethernet", "empty"],
+    ids=[
+        "ips",
+        "udp-ports",
+        "ipv6-brackets",
+        "port-zero",
+        "pods",
+        "services",
+        "dns-names",
+        "numeric",
+        "ethernet",
+        "empty",
+    ],
 )
 def test_hostnames(flow: dict[str, Any], translate: bool, expected: tuple[str, str]) -> None:
     assert fields.hostnames(flow, translate=translate, colors=PLAIN) == expected
 
 
-POLICY = [{"name": "allow-web", "namespace": "default", "kind": "CiliumNetworkPolicy"}, {"name": "no-kind"}]
+POLICY = [
+    {"name": "allow-web", "namespace": "default", "kind": "CiliumNetworkPolicy"},
+    {"name": "no-kind"},
+]
 
 
 @pytest.mark.parametrize(
@@ -156,34 +218,70 @@ POLICY = [{"name": "allow-web", "namespace": "default", "kind": "CiliumNetworkPo
         ({"verdict": "AUDIT"}, False, "AUDIT"),
         ({}, False, "VERDICT_UNKNOWN"),
         (
-            {"verdict": "FORWARDED", "event_type": {"type": 5}, "traffic_direction": "INGRESS", "ingress_allowed_by": POLICY},
+            {
+                "verdict": "FORWARDED",
+                "event_type": {"type": 5},
+                "traffic_direction": "INGRESS",
+                "ingress_allowed_by": POLICY,
+            },
             True,
             "ALLOWED BY allow-web (CiliumNetworkPolicy)",
         ),
         (
-            {"verdict": "FORWARDED", "event_type": {"type": 5}, "traffic_direction": "EGRESS", "ingress_allowed_by": POLICY},
+            {
+                "verdict": "FORWARDED",
+                "event_type": {"type": 5},
+                "traffic_direction": "EGRESS",
+                "ingress_allowed_by": POLICY,
+            },
             True,
             "ALLOWED",
         ),
         (
-            {"verdict": "DROPPED", "event_type": {"type": 5}, "traffic_direction": "EGRESS",
-             "egress_denied_by": [*POLICY, {"name": "b", "kind": "K"}]},
+            {
+                "verdict": "DROPPED",
+                "event_type": {"type": 5},
+                "traffic_direction": "EGRESS",
+                "egress_denied_by": [*POLICY, {"name": "b", "kind": "K"}],
+            },
             True,
             "DENIED BY allow-web (CiliumNetworkPolicy), b (K)",
         ),
         (
-            {"verdict": "DROPPED", "event_type": {"type": 1}, "traffic_direction": "INGRESS", "ingress_denied_by": POLICY},
+            {
+                "verdict": "DROPPED",
+                "event_type": {"type": 1},
+                "traffic_direction": "INGRESS",
+                "ingress_denied_by": POLICY,
+            },
             True,
             "DROPPED BY allow-web (CiliumNetworkPolicy)",
         ),
         (
-            {"verdict": "DROPPED", "event_type": {"type": 1}, "traffic_direction": "INGRESS", "ingress_denied_by": POLICY},
+            {
+                "verdict": "DROPPED",
+                "event_type": {"type": 1},
+                "traffic_direction": "INGRESS",
+                "ingress_denied_by": POLICY,
+            },
             False,
             "DROPPED",
         ),
     ],
-    ids=["fwd", "allowed", "redirected-allowed", "error-denied", "audited", "audit-trace", "unset", "allowed-by",
-         "allowed-wrong-direction", "denied-by-two", "drop-denied-by", "drop-without-flag"],
+    ids=[
+        "fwd",
+        "allowed",
+        "redirected-allowed",
+        "error-denied",
+        "audited",
+        "audit-trace",
+        "unset",
+        "allowed-by",
+        "allowed-wrong-direction",
+        "denied-by-two",
+        "drop-denied-by",
+        "drop-without-flag",
+    ],
 )
 def test_verdict(flow: dict[str, Any], names: bool, expected: str) -> None:
     assert fields.verdict(flow, PLAIN, print_policy_names=names) == expected
@@ -209,7 +307,10 @@ def test_colours_wrap_escaped_text() -> None:
     assert fields.verdict({"verdict": "DROPPED"}, colors) == "\x1b[31mDROPPED\x1b[0m"
     assert fields.verdict({"verdict": "TRACED"}, colors) == "\x1b[33mTRACED\x1b[0m"
     assert fields.verdict({"verdict": "VERDICT_UNKNOWN"}, colors) == "VERDICT_UNKNOWN"
-    assert fields.summary({"Summary": "x", "auth_type": "TEST_ALWAYS_FAIL"}, colors) == "x; Auth: \x1b[31mTEST_ALWAYS_FAIL\x1b[0m"
+    assert (
+        fields.summary({"Summary": "x", "auth_type": "TEST_ALWAYS_FAIL"}, colors)
+        == "x; Auth: \x1b[31mTEST_ALWAYS_FAIL\x1b[0m"
+    )
 
 
 @pytest.mark.parametrize(
@@ -224,7 +325,16 @@ def test_colours_wrap_escaped_text() -> None:
         ("never", True, {}, False),
         ("ALWAYS", False, {}, True),
     ],
-    ids=["auto-tty", "auto-pipe", "no-color", "no-color-empty", "dumb-term", "always-wins", "never", "case"],
+    ids=[
+        "auto-tty",
+        "auto-pipe",
+        "no-color",
+        "no-color-empty",
+        "dumb-term",
+        "always-wins",
+        "never",
+        "case",
+    ],
 )
 def test_resolve_color(mode: str, tty: bool, env: dict[str, str], expected: bool) -> None:
     assert resolve_color(mode, is_tty=tty, env=env) is expected
@@ -234,7 +344,10 @@ def test_resolve_color(mode: str, tty: bool, env: dict[str, str], expected: bool
     ("names", "expected"),
     [
         (["a", "b"], "a, b"),
-        ([f"node-{i:02d}" for i in range(10)], "node-00, node-01, node-02, node-03, node-04 (and 5 more)"),
+        (
+            [f"node-{i:02d}" for i in range(10)],
+            "node-00, node-01, node-02, node-03, node-04 (and 5 more)",
+        ),
         (["x" * 80, "y"], "x" * 80 + " (and 1 more)"),
         ([], ""),
     ],
@@ -246,9 +359,17 @@ def test_join_with_cutoff(names: list[str], expected: str) -> None:
 
 @pytest.mark.parametrize(
     ("ns", "expected"),
-    [(0, "0s"), (999, "999ns"), (1_500, "1.5\u00b5s"), (1_500_000, "1.5ms"), (1_000_000_000, "1s"),
-     (301_515_181_665, "5m1.515181665s"), (1_000_000_000_000, "16m40s"), (3_723_000_000_000, "1h2m3s"),
-     (3_600_000_000_000, "1h0m0s")],
+    [
+        (0, "0s"),
+        (999, "999ns"),
+        (1_500, "1.5\u00b5s"),
+        (1_500_000, "1.5ms"),
+        (1_000_000_000, "1s"),
+        (301_515_181_665, "5m1.515181665s"),
+        (1_000_000_000_000, "16m40s"),
+        (3_723_000_000_000, "1h2m3s"),
+        (3_600_000_000_000, "1h0m0s"),
+    ],
     ids=["zero", "ns", "us", "ms", "s", "m-frac", "m", "hms", "hour"],
 )
 def test_go_duration(ns: int, expected: str) -> None:

@@ -28,7 +28,9 @@ class _Stream(io.StringIO):
         return self.getvalue() + self.buffer.getvalue().decode()
 
 
-def render(fmt: str, opts: PrinterOptions, lines: list[bytes], *, as_dicts: bool = False) -> tuple[str, str]:
+def render(
+    fmt: str, opts: PrinterOptions, lines: list[bytes], *, as_dicts: bool = False
+) -> tuple[str, str]:
     out, err = _Stream(), _Stream()
     printer = make_printer(fmt, opts, out, err)
     for line in lines:
@@ -50,13 +52,19 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("dict", "dict.txt", {}),
     ("dict", "dict_node_name_color.txt", {"print_node_name": True, "color": True}),
     ("table", "table.txt", {}),
-    ("table", "table_node_name_numeric.txt", {"print_node_name": True, "numeric": True, "color": True}),
+    (
+        "table",
+        "table_node_name_numeric.txt",
+        {"print_node_name": True, "numeric": True, "color": True},
+    ),
     ("json", "json.txt", {}),
     ("jsonpb", "json.txt", {}),
 ]
 
 
-@pytest.mark.parametrize(("fmt", "golden_name", "options"), CASES, ids=[c[1] + "-" + c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("fmt", "golden_name", "options"), CASES, ids=[c[1] + "-" + c[0] for c in CASES]
+)
 def test_format_golden(
     fmt: str,
     golden_name: str,
@@ -110,7 +118,10 @@ def test_silent_errors_drops_node_status(fixture_lines: list[bytes]) -> None:
 )
 def test_node_status_visibility(state: str, debug: bool, shown: bool) -> None:
     line = orjson.dumps(
-        {"node_status": {"state_change": state, "node_names": ["a"], "message": "m"}, "time": "2026-01-01T00:00:00Z"}
+        {
+            "node_status": {"state_change": state, "node_names": ["a"], "message": "m"},
+            "time": "2026-01-01T00:00:00Z",
+        }
     )
     out, err = render("compact", PrinterOptions(debug=debug), [line + b"\n"])
     assert out == ""

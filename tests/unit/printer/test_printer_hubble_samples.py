@@ -29,7 +29,11 @@ FLOW: dict[str, Any] = {
 KAFKA_ESCAPED = {
     **FLOW,
     "Type": "L7",
-    "l7": {"type": "REQUEST", "latency_ns": "10", "kafka": {"api_key": "1234", "topic": "my-topic\x1b[30mblack\x1b[0m\x1b\r"}},
+    "l7": {
+        "type": "REQUEST",
+        "latency_ns": "10",
+        "kafka": {"api_key": "1234", "topic": "my-topic\x1b[30mblack\x1b[0m\x1b\r"},
+    },
     "Summary": "Kafka request 1234 correlation id 1 topic 'my-topic\x1b[30mblack\x1b[0m\x1b\r'",
 }
 
@@ -153,7 +157,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("fmt", "flow", "opts", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("fmt", "flow", "opts", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_hubble_sample(fmt: str, flow: dict[str, Any], opts: dict[str, Any], expected: str) -> None:
     assert render(fmt, flow, **opts) == expected
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from hubblectl.printer.timefmt import Timestamp, format_timestamp, format_time_value, parse_go_duration, parse_rfc3339, parse_time_arg
+from hubblectl.printer.timefmt import (
+    Timestamp,
+    format_time_value,
+    format_timestamp,
+    parse_go_duration,
+    parse_rfc3339,
+    parse_time_arg,
+)
 
 T = Timestamp(1530984600, 123_456_789)  # 2018-07-07T17:30:00.123456789Z, a Saturday
 
@@ -42,7 +49,16 @@ def test_layouts(layout: str, expected: str) -> None:
         (Timestamp(-62135596801), "StampMilli", "N/A"),
         (None, "StampMilli", "N/A"),
     ],
-    ids=["epoch", "hubble-sample", "milli-trim", "nano-whole", "milli-truncates", "pre-epoch", "too-old", "none"],
+    ids=[
+        "epoch",
+        "hubble-sample",
+        "milli-trim",
+        "nano-whole",
+        "milli-truncates",
+        "pre-epoch",
+        "too-old",
+        "none",
+    ],
 )
 def test_edges(ts: Timestamp | None, layout: str, expected: str) -> None:
     assert format_timestamp(ts, layout) == expected
@@ -72,9 +88,20 @@ def test_format_time_value_rejects_non_strings() -> None:
 
 @pytest.mark.parametrize(
     ("text", "ns"),
-    [("0", 0), ("3s", 3_000_000_000), ("5m", 300_000_000_000), ("1h30m", 5_400_000_000_000),
-     ("1.5h", 5_400_000_000_000), ("300ms", 300_000_000), ("2us", 2000), ("-5m", -300_000_000_000),
-     ("5", None), ("m", None), ("", None), ("5x", None)],
+    [
+        ("0", 0),
+        ("3s", 3_000_000_000),
+        ("5m", 300_000_000_000),
+        ("1h30m", 5_400_000_000_000),
+        ("1.5h", 5_400_000_000_000),
+        ("300ms", 300_000_000),
+        ("2us", 2000),
+        ("-5m", -300_000_000_000),
+        ("5", None),
+        ("m", None),
+        ("", None),
+        ("5x", None),
+    ],
     ids=lambda v: repr(v),
 )
 def test_go_durations(text: str, ns: int | None) -> None:
@@ -99,8 +126,19 @@ NOW = Timestamp(1795694400)  # 2026-11-26T12:00:00Z
         ("Nov 26 10:30:00.000", None),
         ("yesterday", None),
     ],
-    ids=["minutes", "hm", "date", "hour", "hour-offset", "minute", "rfc3339", "rfc3339-frac", "rfc1123z",
-         "stampmilli-not-accepted", "words"],
+    ids=[
+        "minutes",
+        "hm",
+        "date",
+        "hour",
+        "hour-offset",
+        "minute",
+        "rfc3339",
+        "rfc3339-frac",
+        "rfc1123z",
+        "stampmilli-not-accepted",
+        "words",
+    ],
 )
 def test_parse_time_arg(text: str, expected: Timestamp | None) -> None:
     assert parse_time_arg(text, NOW) == expected

@@ -130,6 +130,8 @@ def test_time_parser_cache_gives_the_same_results() -> None:
 def test_response_time(line: bytes, expected: int | None) -> None:
     assert response_time_ns(line) == expected
     assert response_time_ns(line, TimeParser()) == expected
+    parser = TimeParser()
+    assert [parser.response_time(line) for _ in range(3)] == [expected] * 3, "cached prefix"
 
 
 def test_response_time_of_fixture_lines(fixture_responses: list[dict[str, Any]]) -> None:
@@ -192,22 +194,26 @@ def test_late_item_goes_out_at_once_and_is_counted() -> None:
     assert st.pushed == 6
 
 
-def test_backpressure() -> None:
-    m: TimeMerger[str] = TimeMerger(2, 10**9)
+def test_backpressure_gives_each_source_its_share() -> None:
+    m: TimeMerger[str] = TimeMerger(4, 10**9)
     m.add_source("a", 0)
     m.add_source("b", 0)
+    assert m.quota() == 2
     items = [(t, f"a{t}") for t in range(5)]
     released, nxt = m.push_many("a", items, 0, 0)
-    assert (released, nxt) == ([], 2), "a stops when the buffer is full"
+    assert (released, nxt) == ([], 2), "a stops at its share, 4 / 2 sources"
     assert not m.can_accept("a")
-    assert m.can_accept("b"), "the awaited source can always push"
-    released, nxt = m.push_many("a", items, 2, 0)
-    assert nxt == 2
+    assert m.can_accept("b")
+    assert m.push_many("a", items, 2, 0) == ([], 2), "still full"
     released, _ = m.push_many("b", [(1, "b1")], 0, 0)
     assert released == ["a0", "a1"], "then a is empty again and awaited (a2 may be older than b1)"
     assert m.can_accept("a")
     released, nxt = m.push_many("a", items, 2, 0)
-    assert (released, nxt) == (["b1"], 3), "b is awaited again: a2 stays"
+    assert (released, nxt) == (["b1"], 4), "b is awaited again: a2, a3 stay"
+    m.add_source("c", 0)
+    assert m.quota() == 1
+    assert m.push("a", 9, "a9", 0) == [], "push() ignores the quota"
+    assert m.buffered("a") == 3
 
 
 def test_drain_timeout_releases_everything_older() -> None:
@@ -239,8 +245,38 @@ def test_idle_source_stops_holding_back() -> None:
     assert _push(m, "b", 3, now=210) == []
     assert m.next_deadline_ns() == 300
     assert m.poll(300) == ["b3"]
-    assert _push(m, "a", 4, now=305) == [], "b sent at 210: awaited until 310"
-    assert m.poll(310) == ["a4"]
+    assert _push(m, "a", 4, now=305) == [], "b's last response went out at 300: awaited until 400"
+    assert m.poll(399) == []
+    assert m.poll(400) == ["a4"]
+    assert m.stats.released_idle == 4, "each went out while the other source was idle"
+
+
+def test_grace_before_the_first_push() -> None:
+    m: TimeMerger[str] = TimeMerger(100, drain_timeout_ns=10**6, idle_ns=100)
+    m.add_source("a", 0)
+    m.add_source("slow", 0, grace_ns=5000)
+    assert _push(m, "a", 1, now=10) == []
+    assert m.poll(4999) == [], "slow has not sent anything yet: waited for 5000 ns"
+    assert m.poll(5000) == ["a1"]
+    assert _push(m, "slow", 0, now=5100) == ["slow0"], "late: its grace was over"
+    assert m.stats.out_of_order == 1
+    m.add_source("slow2", 6000, grace_ns=5000)
+    assert m.push("slow2", 7, "x7", 6100) == ["x7"]
+    assert _push(m, "a", 8, now=6150) == [], "after its first push, slow2 is awaited for idle_ns"
+    assert m.poll(6200) == ["a8"]
+
+
+def test_a_source_is_not_idle_while_its_responses_wait() -> None:
+    """b's responses sat in the buffer longer than idle_ns (a was slow): once they are out,
+    b is awaited again for idle_ns, not considered idle at once."""
+    m: TimeMerger[str] = TimeMerger(100, drain_timeout_ns=10**6, idle_ns=100)
+    m.add_source("a", 0)
+    m.add_source("b", 0)
+    assert m.push_many("b", [(5, "b5"), (50, "b50")], 0, 10)[0] == []
+    assert _push(m, "a", 40, now=500) == ["b5", "a40"]
+    assert _push(m, "a", 60, now=510) == ["b50"], "b is empty now, at 510"
+    assert m.poll(609) == []
+    assert m.poll(610) == ["a60"]
 
 
 def test_passthrough_items_are_not_ordered_or_counted() -> None:

@@ -1,6 +1,7 @@
 """Observer stream benchmark: flows/s from the agent's servicers to followers over a unix socket.
 
     python3 bench/stream_bench.py [--capacity 65535] [--runs 3] [--json bench/results-stream.json]
+    python3 -m bench --only stream [--quick]      (the runner: flat figures via run())
 
 The server is this process: a grpc.aio server with the agent's ObserverServicer and
 FlowStreamServicer over a FlowStore filled to capacity with realistic flows (the fixture
@@ -120,7 +121,7 @@ async def client_main(args: argparse.Namespace) -> dict[str, Any]:
     ``expect`` flows (received or reported lost), print the counts and timings as JSON."""
     req = observer_pb2.GetFlowsRequest(follow=args.mode == "follow", number=args.number)
     channels = [grpc.aio.insecure_channel(args.target) for _ in range(args.followers)]
-    calls = []
+    calls: list[Any] = []
     for ch in channels:
         if args.stream == "batched":
             calls.append(agent_pb2_grpc.FlowStreamStub(ch).GetFlowsBatched(req))
@@ -161,7 +162,7 @@ async def client_main(args: argparse.Namespace) -> dict[str, Any]:
         end = time.perf_counter()
     finally:
         for ch in channels:
-            await ch.close()
+            await ch.close(None)
     return {
         "start": start,
         "end": end,
@@ -256,9 +257,16 @@ class Bench:
         samples = [await self.run_clients(**kwargs) for _ in range(runs)]
         rates = [s["flows_per_s"] for s in samples]
         best = max(samples, key=lambda s: s["flows_per_s"])
-        row = {"scenario": name, **best, "runs": runs, "flows_per_s_median": statistics.median(rates)}
+        row = {
+            "scenario": name,
+            **best,
+            "runs": runs,
+            "flows_per_s_median": statistics.median(rates),
+        }
         self.results.append(row)
-        ingest = f"{row['ingest_flows_per_s']:>10,.0f}" if row["ingest_flows_per_s"] else f"{'-':>10}"
+        ingest = (
+            f"{row['ingest_flows_per_s']:>10,.0f}" if row["ingest_flows_per_s"] else f"{'-':>10}"
+        )
         print(
             f"{name:<28} {row['stream']:<9} {row['followers']:>3} {row['flows']:>8} "
             f"{row['flows_per_s']:>11,.0f} {row['flows_per_s_median']:>11,.0f} {ingest} "
@@ -270,7 +278,9 @@ class Bench:
         node = NodeInfo(name="default/bench", address=self.target)
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         observer_pb2_grpc.add_ObserverServicer_to_server(ObserverServicer(self.store, node), server)
-        agent_pb2_grpc.add_FlowStreamServicer_to_server(FlowStreamServicer(self.store, node), server)
+        agent_pb2_grpc.add_FlowStreamServicer_to_server(
+            FlowStreamServicer(self.store, node), server
+        )
         server.add_insecure_port(self.target)
         await server.start()
         try:
@@ -301,13 +311,8 @@ class Bench:
             await server.stop(grace=None)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--capacity", type=int, default=65535)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--json", type=Path, default=REPO / "bench" / "results-stream.json")
-    args = parser.parse_args(argv)
-
+def measure(capacity: int, runs: int) -> dict[str, Any]:
+    """Every scenario and the memory figures (prints the table as it goes)."""
     meta: dict[str, Any] = {
         "python": platform.python_version(),
         "grpcio": grpc.__version__,
@@ -315,16 +320,40 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "loadavg_at_start": os.getloadavg(),
         "calibration_ns_per_loop_iteration": calibrate(),
     }
-    memory = measure_memory(args.capacity)
     with tempfile.TemporaryDirectory(prefix="hbbench") as tmp:
-        bench = Bench(args.capacity, args.runs, Path(tmp) / "observer.sock")
-        memory.update(bench.fill())
+        bench = Bench(capacity, runs, Path(tmp) / "observer.sock")
+        # RSS first: after another fill the allocator would reuse freed memory.
+        memory = bench.fill()
+        memory.update(measure_memory(capacity))
         asyncio.run(bench.main())
     meta["loadavg_at_end"] = os.getloadavg()
     print()
     for key, value in memory.items():
         print(f"{key:<36} {value:12,.1f}")
-    report = {"meta": meta, "memory": memory, "scenarios": bench.results}
+    return {"meta": meta, "memory": memory, "scenarios": bench.results}
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """For ``python -m bench``: flat figures (quick: a 8191-flow store, one run each)."""
+    report = measure(8191 if quick else 65535, 1 if quick else 3)
+    out: dict[str, Any] = {k: round(v, 1) for k, v in report["memory"].items()}
+    out["loadavg_at_start"] = round(report["meta"]["loadavg_at_start"][0], 2)
+    for row in report["scenarios"]:
+        slug = "{}_{}_x{}".format(row["mode"], row["stream"], row["followers"])
+        out[f"{slug}_flows_per_s"] = round(row["flows_per_s"])
+        if row["ingest_flows_per_s"]:
+            out[f"{slug}_ingest_flows_per_s"] = round(row["ingest_flows_per_s"])
+            out[f"{slug}_lost"] = row["lost"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--capacity", type=int, default=65535)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=REPO / "bench" / "results-stream.json")
+    args = parser.parse_args(argv)
+    report = measure(args.capacity, args.runs)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten to {args.json}")
     return report

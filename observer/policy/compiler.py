@@ -26,7 +26,11 @@ program must implement the same algorithm.
 An ipcache (:attr:`CompiledPolicy.ipcache`, prefix -> identity, longest prefix wins) maps
 every CIDR named by a policy to a CIDR identity (node-local range from 2**24), ``0.0.0.0/0``
 and ``::/0`` to world (2), host addresses to host (1) and endpoint addresses to their
-endpoint's identity.
+endpoint's identity. A CIDR rule selects the CIDR identities of the prefixes inside it and
+outside its excepts; CIDR rules never select endpoint, host or other cluster identities (as
+in Cilium). A ``/0`` rule (without a ``/0`` except) also selects world (2); since world is
+one identity for both families, ``0.0.0.0/0`` then also admits IPv6 addresses that fall in
+no prefix a policy names (Cilium splits world into world-ipv4/-ipv6 only in dual-stack mode).
 
 Deny handling: deny beats allow. Within the entries of one remote identity (and across all
 of them for the wildcard identity 0) an allow entry whose key is covered by a deny entry's

@@ -999,7 +999,7 @@ def _render_spec(spec: PolicySpec) -> dict[str, Any]:
 
 def _render_rule(rule: Rule) -> dict[str, Any]:
     ingress = rule.direction is Direction.INGRESS
-    ep_field, cidr_field, cidrset_field, entity_field = _INGRESS_PEERS if ingress else _EGRESS_PEERS
+    ep_field, _, cidrset_field, entity_field = _INGRESS_PEERS if ingress else _EGRESS_PEERS
     out: dict[str, Any] = {}
     for peer in rule.peers:
         if peer.kind is PeerKind.ENDPOINTS and peer.selector is not None:
@@ -1013,7 +1013,6 @@ def _render_rule(rule: Rule) -> dict[str, Any]:
             out.setdefault(entity_field, []).append(peer.entity)
         elif peer.kind is PeerKind.ANY and rule.all_ports:
             out.setdefault(entity_field, []).append("all")
-    _ = cidr_field
     if rule.ports:
         ports = []
         for port in rule.ports:

@@ -237,7 +237,7 @@ class FlowSession:
             self._out.extend(items)
         self._check_stall()
         self._signal_output()
-        pass
+        self._signal_space()  # sources whose responses went out may push again
 
     def _finish(self) -> None:
         """End of the stream: everything still buffered goes out in order."""
@@ -510,6 +510,7 @@ class RelayServices:
 
     async def reports(self) -> list[NodeReport]:
         timeout = self.config.dial_timeout_s
+        await self.pool.wait_settled(timeout)  # just started: let first connections finish
 
         async def one(peer: Peer) -> NodeReport:
             base = NodeReport(

@@ -57,7 +57,9 @@ def _check_enum_values(filters: Any) -> None:
             known = fd.enum_type.values_by_number
             for number in value if fd.is_repeated else (value,):
                 if number not in known:
-                    raise InvalidRequest(f"filter {fd.name}: unknown {fd.enum_type.name} value {number}")
+                    raise InvalidRequest(
+                        f"filter {fd.name}: unknown {fd.enum_type.name} value {number}"
+                    )
 
 
 def compile_request(req: Any) -> FlowQuery:

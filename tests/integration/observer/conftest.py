@@ -19,7 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from observer_harness import (  # noqa: E402
+from observer_harness import (
     STREAMS,
     ObserverClient,
     ObserverHarness,

@@ -1,9 +1,10 @@
 """Follower clients for the stress test, run as a separate process (as real clients are: in
 the test's own process they would share the server's GIL and slow it down).
 
-    python3 follower_client.py TARGET --followers 100 --total 20000
+    python3 follower_client.py TARGET --followers 100 --total 20000 --since-ns NS
 
-Opens FOLLOWERS follow calls on the batched stream (one channel each) and one stuck call per
+Opens FOLLOWERS follow calls (follow with ``since`` = the first flow's time, so none is
+missed however late the server starts following) on the batched stream (one channel each) and one stuck call per
 stream kind (standard, batched) on channels with BDP probing off and a small look-ahead,
 which it does not read. Prints ``READY`` once every call has its response headers. Normal
 followers count flows and check order and gaps at the last line of each batch (flow i
@@ -27,11 +28,11 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from observer_harness import STREAMS, parse_batch  # noqa: E402
+from observer_harness import STREAMS, parse_batch
 
-from observer.api.v1.flow import flow_pb2  # noqa: E402
-from observer.api.v1.hubblectl import agent_pb2_grpc  # noqa: E402
-from observer.api.v1.observer import observer_pb2, observer_pb2_grpc  # noqa: E402
+from observer.api.v1.flow import flow_pb2
+from observer.api.v1.hubblectl import agent_pb2_grpc
+from observer.api.v1.observer import observer_pb2, observer_pb2_grpc
 
 UUID_PREFIX: Final = "5f0e1d2c-0000-4000-8000-"
 STUCK_OPTIONS: Final = (("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 1024))
@@ -63,9 +64,23 @@ class StuckResult:
     in_order: bool = True
 
 
-async def follow(channel: grpc.aio.Channel, total: int, res: FollowerResult, opened: asyncio.Queue[int]) -> None:
+def follow_request(since_ns: int) -> observer_pb2.GetFlowsRequest:
+    """follow with ``since`` at the first flow's time: flows appended before the server
+    starts following come as history, so no flow is missed whenever ingest starts."""
+    req = observer_pb2.GetFlowsRequest(follow=True)
+    req.since.FromNanoseconds(since_ns)
+    return req
+
+
+async def follow(
+    channel: grpc.aio.Channel,
+    req: observer_pb2.GetFlowsRequest,
+    total: int,
+    res: FollowerResult,
+    opened: asyncio.Queue[int],
+) -> None:
     stub = agent_pb2_grpc.FlowStreamStub(channel)
-    call = stub.GetFlowsBatched(observer_pb2.GetFlowsRequest(follow=True))
+    call = stub.GetFlowsBatched(req)
     try:
         await call.initial_metadata()
         opened.put_nowait(1)
@@ -115,20 +130,22 @@ async def read_stuck(call: Any, stream: str, total: int) -> StuckResult:
     return res
 
 
-async def main(target: str, followers: int, total: int, timeout: float) -> dict[str, Any]:
+async def main(
+    target: str, followers: int, total: int, since_ns: int, timeout: float
+) -> dict[str, Any]:
+    req = follow_request(since_ns)
     channels = [grpc.aio.insecure_channel(target) for _ in range(followers)]
     stuck_channels = {s: grpc.aio.insecure_channel(target, options=STUCK_OPTIONS) for s in STREAMS}
     stuck_calls: dict[str, Any] = {
-        "standard": observer_pb2_grpc.ObserverStub(stuck_channels["standard"]).GetFlows(
-            observer_pb2.GetFlowsRequest(follow=True)
-        ),
-        "batched": agent_pb2_grpc.FlowStreamStub(stuck_channels["batched"]).GetFlowsBatched(
-            observer_pb2.GetFlowsRequest(follow=True)
-        ),
+        "standard": observer_pb2_grpc.ObserverStub(stuck_channels["standard"]).GetFlows(req),
+        "batched": agent_pb2_grpc.FlowStreamStub(stuck_channels["batched"]).GetFlowsBatched(req),
     }
     results = [FollowerResult() for _ in range(followers)]
     opened: asyncio.Queue[int] = asyncio.Queue()
-    tasks = [asyncio.create_task(follow(ch, total, r, opened)) for ch, r in zip(channels, results, strict=True)]
+    tasks = [
+        asyncio.create_task(follow(ch, req, total, r, opened))
+        for ch, r in zip(channels, results, strict=True)
+    ]
     loop = asyncio.get_running_loop()
     try:
         for call in stuck_calls.values():
@@ -142,7 +159,10 @@ async def main(target: str, followers: int, total: int, timeout: float) -> dict[
             if task.done() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
         await loop.run_in_executor(None, sys.stdin.readline)  # the parent: ingest finished
-        stuck = {s: asdict(await asyncio.wait_for(read_stuck(c, s, total), timeout)) for s, c in stuck_calls.items()}
+        stuck = {
+            s: asdict(await asyncio.wait_for(read_stuck(c, s, total), timeout))
+            for s, c in stuck_calls.items()
+        }
         done = [r.done_s - start for r in results if r.done_s]
         return {
             "followers": [asdict(r) for r in results],
@@ -157,7 +177,7 @@ async def main(target: str, followers: int, total: int, timeout: float) -> dict[
         for call in stuck_calls.values():
             call.cancel()
         for ch in [*channels, *stuck_channels.values()]:
-            await ch.close()
+            await ch.close(None)
 
 
 if __name__ == "__main__":
@@ -165,7 +185,8 @@ if __name__ == "__main__":
     parser.add_argument("target")
     parser.add_argument("--followers", type=int, default=100)
     parser.add_argument("--total", type=int, required=True)
+    parser.add_argument("--since-ns", type=int, required=True, help="time of the first flow")
     parser.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args()
-    result = asyncio.run(main(args.target, args.followers, args.total, args.timeout))
+    result = asyncio.run(main(args.target, args.followers, args.total, args.since_ns, args.timeout))
     sys.stdout.write(orjson.dumps(result).decode() + "\n")

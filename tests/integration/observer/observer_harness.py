@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import queue
 import contextlib
 import copy
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -123,7 +123,9 @@ def flow_response(
     return {"flow": flow, "node_name": node_name, "time": stamp}
 
 
-def lost_response(time_ns: int, count: int, *, source: str = "PERF_EVENT_RING_BUFFER") -> dict[str, Any]:
+def lost_response(
+    time_ns: int, count: int, *, source: str = "PERF_EVENT_RING_BUFFER"
+) -> dict[str, Any]:
     return {
         "lost_events": {"source": source, "num_events_lost": str(count), "cpu": 0},
         "node_name": NODE_NAME,
@@ -206,7 +208,9 @@ def rich_response() -> dict[str, Any]:
 def named_responses() -> dict[str, dict[str, Any]]:
     """The fixture responses (without node status) by name, then ``"rich"``; in time order."""
     fixtures = fixture_responses()
-    assert len(fixtures) == len(FIXTURE_NAMES), "tests/fixtures/flows.jsonl changed: update FIXTURE_NAMES"
+    assert len(fixtures) == len(FIXTURE_NAMES), (
+        "tests/fixtures/flows.jsonl changed: update FIXTURE_NAMES"
+    )
     out = dict(zip(FIXTURE_NAMES, fixtures, strict=True))
     out["rich"] = rich_response()
     return out
@@ -256,7 +260,9 @@ class ObserverHarness:
     ) -> None:
         sock = sock_dir / "observer.sock"
         if len(str(sock)) > UNIX_PATH_MAX:
-            raise ValueError(f"unix socket path too long ({len(str(sock))} > {UNIX_PATH_MAX}): {sock}")
+            raise ValueError(
+                f"unix socket path too long ({len(str(sock))} > {UNIX_PATH_MAX}): {sock}"
+            )
         self.socket_path = sock
         self.capacity = capacity
         self.clock_ns = clock_ns
@@ -331,7 +337,7 @@ class ObserverHarness:
             FlowStreamServicer(store, self.node, self.now_ns), server
         )
         peer_pb2_grpc.add_PeerServicer_to_server(PeerServicer(SelfPeers(self.node)), server)
-        health_servicer = health.aio.HealthServicer()
+        health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(REFLECTED_SERVICES, server)
         server.add_insecure_port(self.unix_target)
@@ -455,7 +461,9 @@ class ObserverClient:
     def close(self) -> None:
         self.channel.close()
 
-    def stream(self, request: observer_pb2.GetFlowsRequest, stream: str, timeout: float | None = 30.0) -> Any:
+    def stream(
+        self, request: observer_pb2.GetFlowsRequest, stream: str, timeout: float | None = 30.0
+    ) -> Any:
         """Start a GetFlows call on ``stream`` ("standard" or "batched"); the call object."""
         if stream == "standard":
             return self.observer.GetFlows(request, timeout=timeout)

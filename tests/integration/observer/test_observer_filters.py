@@ -10,7 +10,7 @@ blacklist filters, whitelist minus blacklist. Lost events bypass filters.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import pytest
@@ -59,7 +59,11 @@ FIELD_CASES: Final[list[tuple[str, dict[str, Any], frozenset[str]]]] = [
     ("source_ip_xlated-cidr", {"source_ip_xlated": ["192.0.2.0/24"]}, frozenset({"rich"})),
     ("source_ip_xlated-none", {"source_ip_xlated": ["192.0.2.78"]}, frozenset()),
     ("source_pod", {"source_pod": ["default/xwing"]}, frozenset({"syn", "udp6", "icmp4", "drop"})),
-    ("source_pod-default-ns", {"source_pod": ["xwing"]}, frozenset({"syn", "udp6", "icmp4", "drop"})),
+    (
+        "source_pod-default-ns",
+        {"source_pod": ["xwing"]},
+        frozenset({"syn", "udp6", "icmp4", "drop"}),
+    ),
     ("source_pod-any-ns", {"source_pod": ["/echo-"]}, frozenset({"rich"})),
     ("source_pod-namespace", {"source_pod": ["hoth/"]}, frozenset({"rich"})),
     ("source_pod-none", {"source_pod": ["default/x-wing", "kube-system/"]}, frozenset()),
@@ -73,7 +77,11 @@ FIELD_CASES: Final[list[tuple[str, dict[str, Any], frozenset[str]]]] = [
     ("source_fqdn", {"source_fqdn": ["*.hoth.example.com"]}, frozenset({"rich"})),
     ("source_fqdn-none", {"source_fqdn": ["*.cilium.io"]}, frozenset()),
     ("destination_fqdn", {"destination_fqdn": ["*.svc.cluster.local"]}, frozenset({"dns"})),
-    ("destination_fqdn-exact", {"destination_fqdn": ["ECHO.hoth.example.com."]}, frozenset({"rich"})),
+    (
+        "destination_fqdn-exact",
+        {"destination_fqdn": ["ECHO.hoth.example.com."]},
+        frozenset({"rich"}),
+    ),
     ("destination_fqdn-none", {"destination_fqdn": ["kube-dns.*.example.com"]}, frozenset()),
     ("source_label", {"source_label": ["k8s:class=xwing"]}, frozenset({"syn", "udp6", "drop"})),
     (
@@ -93,7 +101,11 @@ FIELD_CASES: Final[list[tuple[str, dict[str, Any], frozenset[str]]]] = [
         frozenset({"syn", "udp6", "drop", "policy", "http"}),
     ),
     ("destination_label-reserved", {"destination_label": ["reserved:world"]}, frozenset({"icmp4"})),
-    ("destination_label-none", {"destination_label": ["k8s:org=empire,k8s:class=xwing"]}, frozenset()),
+    (
+        "destination_label-none",
+        {"destination_label": ["k8s:org=empire,k8s:class=xwing"]},
+        frozenset(),
+    ),
     ("source_service", {"source_service": ["hoth/echo-client"]}, frozenset({"rich"})),
     ("source_service-none", {"source_service": ["hoth/echo-server"]}, frozenset()),
     ("destination_service", {"destination_service": ["/echo"]}, frozenset({"rich"})),
@@ -114,7 +126,11 @@ FIELD_CASES: Final[list[tuple[str, dict[str, Any], frozenset[str]]]] = [
     ("source_cluster_name", {"source_cluster_name": ["default"]}, frozenset({"syn", "synack"})),
     ("source_cluster_name-other", {"source_cluster_name": ["cluster-b"]}, frozenset({"rich"})),
     ("source_cluster_name-none", {"source_cluster_name": ["cluster-c"]}, frozenset()),
-    ("destination_cluster_name", {"destination_cluster_name": ["default"]}, frozenset({"syn", "synack"})),
+    (
+        "destination_cluster_name",
+        {"destination_cluster_name": ["default"]},
+        frozenset({"syn", "synack"}),
+    ),
     ("destination_cluster_name-no-glob", {"destination_cluster_name": ["cluster-*"]}, frozenset()),
     (
         "traffic_direction-ingress",
@@ -152,7 +168,11 @@ FIELD_CASES: Final[list[tuple[str, dict[str, Any], frozenset[str]]]] = [
         frozenset({"udp6", "icmp6"}),
     ),
     ("event_type-drop", {"event_type": [{"type": 1}]}, frozenset({"drop"})),
-    ("event_type-none", {"event_type": [{"type": 4, "match_sub_type": True, "sub_type": 9}]}, frozenset()),
+    (
+        "event_type-none",
+        {"event_type": [{"type": 4, "match_sub_type": True, "sub_type": 9}]},
+        frozenset(),
+    ),
     ("http_status_code", {"http_status_code": ["200"]}, frozenset({"http"})),
     ("http_status_code-prefix", {"http_status_code": ["2+"]}, frozenset({"http"})),
     ("http_status_code-none", {"http_status_code": ["404", "5+"]}, frozenset()),
@@ -167,7 +187,11 @@ FIELD_CASES: Final[list[tuple[str, dict[str, Any], frozenset[str]]]] = [
     ("source_port", {"source_port": ["80"]}, frozenset({"synack"})),
     ("source_port-sctp", {"source_port": ["3868"]}, frozenset({"rich"})),
     ("source_port-none", {"source_port": ["8080"]}, frozenset()),
-    ("destination_port", {"destination_port": ["80"]}, frozenset({"syn", "drop", "policy", "http"})),
+    (
+        "destination_port",
+        {"destination_port": ["80"]},
+        frozenset({"syn", "drop", "policy", "http"}),
+    ),
     ("destination_port-53", {"destination_port": ["53"]}, frozenset({"udp6", "dns"})),
     ("destination_port-none", {"destination_port": ["443"]}, frozenset()),
     ("reply-true", {"reply": [True]}, frozenset({"synack", "icmp6", "http"})),
@@ -191,9 +215,17 @@ FIELD_CASES: Final[list[tuple[str, dict[str, Any], frozenset[str]]]] = [
     ("http_path-none", {"http_path": ["^/v2/"]}, frozenset()),
     ("http_url", {"http_url": ["deathstar\\.default\\.svc"]}, frozenset({"http"})),
     ("http_url-none", {"http_url": ["^https://"]}, frozenset()),
-    ("http_header", {"http_header": [{"key": "User-Agent", "value": "curl/7.88.1"}]}, frozenset({"http"})),
+    (
+        "http_header",
+        {"http_header": [{"key": "User-Agent", "value": "curl/7.88.1"}]},
+        frozenset({"http"}),
+    ),
     ("http_header-none", {"http_header": [{"key": "User-Agent", "value": "wget"}]}, frozenset()),
-    ("tcp_flags-syn", {"tcp_flags": [{"SYN": True}]}, frozenset({"syn", "synack", "drop", "policy"})),
+    (
+        "tcp_flags-syn",
+        {"tcp_flags": [{"SYN": True}]},
+        frozenset({"syn", "synack", "drop", "policy"}),
+    ),
     ("tcp_flags-subset", {"tcp_flags": [{"SYN": True, "ACK": True}]}, frozenset({"synack"})),
     ("tcp_flags-none", {"tcp_flags": [{"FIN": True}, {"RST": True}]}, frozenset()),
     ("node_name", {"node_name": ["default/node-a"]}, FIXTURE_FLOWS),
@@ -221,7 +253,12 @@ COMBINATION_CASES: Final[
     ("no-filters", [], [], FLOW_NAMES),
     ("empty-filter-matches-all", [{}], [], FLOW_NAMES),
     ("or-within-field", [{"source_port": ["80", "53000"]}], [], frozenset({"synack", "udp6"})),
-    ("and-across-fields", [{"source_pod": ["default/xwing"], "protocol": ["tcp"]}], [], frozenset({"syn", "drop"})),
+    (
+        "and-across-fields",
+        [{"source_pod": ["default/xwing"], "protocol": ["tcp"]}],
+        [],
+        frozenset({"syn", "drop"}),
+    ),
     (
         "whitelist-or",
         [{"verdict": ["DROPPED"]}, {"protocol": ["udp"]}],
@@ -247,11 +284,16 @@ COMBINATION_CASES: Final[
         frozenset({"syn", "udp6", "policy"}),
     ),
     ("blacklist-everything", [], [{}], frozenset()),
-    ("blacklist-and-within-filter", [], [{"source_pod": ["default/xwing"], "verdict": ["DROPPED"]}], _all_but("drop")),
+    (
+        "blacklist-and-within-filter",
+        [],
+        [{"source_pod": ["default/xwing"], "verdict": ["DROPPED"]}],
+        _all_but("drop"),
+    ),
 ]
 
 
-def _filters(dicts: Sequence[Mapping[str, Any]]) -> list[flow_pb2.FlowFilter]:
+def _filters(dicts: Sequence[dict[str, Any]]) -> list[flow_pb2.FlowFilter]:
     return [json_format.ParseDict(d, flow_pb2.FlowFilter()) for d in dicts]
 
 
@@ -282,7 +324,9 @@ def client(
     ("flow_filter", "expected"),
     [pytest.param(f, e, id=i) for i, f, e in FIELD_CASES],
 )
-def test_field_filter(client: ObserverClient, flow_filter: dict[str, Any], expected: frozenset[str]) -> None:
+def test_field_filter(
+    client: ObserverClient, flow_filter: dict[str, Any], expected: frozenset[str]
+) -> None:
     request = observer_pb2.GetFlowsRequest(number=0, whitelist=_filters([flow_filter]))
     names, lost = _names(client.get_flows(request))
     assert names == expected
@@ -318,7 +362,9 @@ def test_combination(
 ) -> None:
     target = named_server.unix_target if transport == "unix" else named_server.tcp_target
     client = make_client(target)
-    request = observer_pb2.GetFlowsRequest(whitelist=_filters(whitelist), blacklist=_filters(blacklist))
+    request = observer_pb2.GetFlowsRequest(
+        whitelist=_filters(whitelist), blacklist=_filters(blacklist)
+    )
     names, lost = _names(client.get_flows(request, stream))
     assert names == expected
     assert lost == 1

@@ -85,7 +85,17 @@ def stress_server(make_harness: Callable[..., ObserverHarness]) -> ObserverHarne
 @pytest.fixture
 def clients(stress_server: ObserverHarness) -> Iterator[subprocess.Popen[str]]:
     proc = subprocess.Popen(
-        [sys.executable, str(CLIENT), stress_server.unix_target, "--followers", str(FOLLOWERS), "--total", str(FLOWS)],
+        [
+            sys.executable,
+            str(CLIENT),
+            stress_server.unix_target,
+            "--followers",
+            str(FOLLOWERS),
+            "--total",
+            str(FLOWS),
+            "--since-ns",
+            str(BASE_NS),
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -110,8 +120,9 @@ def test_many_followers_and_a_stuck_one(
     cpu0 = time.process_time()
     assert clients.stdout is not None and clients.stdin is not None
     assert clients.stdout.readline().strip() == "READY"
-    time.sleep(0.2)  # every call has its headers; let the handlers reach the store
-    report = stress_server.ingest(entries, batch_size=BATCH, interval_s=BATCH / RATE).result(FLOWS / RATE * 3 + 60)
+    report = stress_server.ingest(entries, batch_size=BATCH, interval_s=BATCH / RATE).result(
+        FLOWS / RATE * 3 + 60
+    )
     clients.stdin.write("ingest finished\n")
     clients.stdin.flush()
     out, _ = clients.communicate(timeout=300)
@@ -146,7 +157,9 @@ def test_many_followers_and_a_stuck_one(
     for s, r in result["stuck"].items():
         assert r["lost_sources"], f"stuck {s} follower was never told it lost flows"
         assert set(r["lost_sources"]) == {"HUBBLE_RING_BUFFER"}
-        assert r["before_loss"] + r["lost"] + r["after_loss"] == FLOWS, f"stuck {s}: flows unaccounted for"
+        assert r["before_loss"] + r["lost"] + r["after_loss"] == FLOWS, (
+            f"stuck {s}: flows unaccounted for"
+        )
         assert r["in_order"], f"stuck {s}: flows out of order, or a gap not reported as lost"
         assert r["first_after_loss"] == r["before_loss"] + r["first_loss"]
         assert r["after_loss"] <= CAPACITY, "after the loss it resumes at the oldest stored flow"

@@ -114,12 +114,16 @@ def _masked_drop_flow() -> dict[str, Any]:
         "event_type": flow["event_type"],
         "Summary": flow["Summary"],
     }
-    return json_format.MessageToDict(json_format.ParseDict(keep, flow_pb2.Flow()), preserving_proto_field_name=True)
+    return json_format.MessageToDict(
+        json_format.ParseDict(keep, flow_pb2.Flow()), preserving_proto_field_name=True
+    )
 
 
 @pytest.fixture(params=["tcp", "unix"])
 def client(
-    request: pytest.FixtureRequest, named_server: ObserverHarness, make_client: Callable[..., ObserverClient]
+    request: pytest.FixtureRequest,
+    named_server: ObserverHarness,
+    make_client: Callable[..., ObserverClient],
 ) -> ObserverClient:
     target = named_server.tcp_target if request.param == "tcp" else named_server.unix_target
     return make_client(target)
@@ -128,7 +132,9 @@ def client(
 def test_hubble_status(client: ObserverClient, named_server: ObserverHarness) -> None:
     health = client.health.Check(health_pb2.HealthCheckRequest(service=HEALTH_SERVICE), timeout=5)
     assert health.status == health_pb2.HealthCheckResponse.SERVING
-    status, call = client.observer.ServerStatus.with_call(observer_pb2.ServerStatusRequest(), timeout=5)
+    status, call = client.observer.ServerStatus.with_call(
+        observer_pb2.ServerStatusRequest(), timeout=5
+    )
     assert _version(call.initial_metadata()) == __version__
     assert status.version == f"hubblectl v{__version__}"
     assert status.max_flows == named_server.capacity
@@ -149,27 +155,43 @@ def test_hubble_observe_last_20(client: ObserverClient) -> None:
     responses = list(call)
     assert _version(call.initial_metadata()) == __version__
     kinds = [r.WhichOneof("response_types") for r in responses]
-    assert kinds == ["flow", "lost_events"], "only the drop to deathstar:80 matches; lost events always pass"
+    assert kinds == ["flow", "lost_events"], (
+        "only the drop to deathstar:80 matches; lost events always pass"
+    )
     assert as_dict(responses[0])["flow"] == _masked_drop_flow()
     assert responses[0].node_name == "default/node-a"
     assert responses[1].lost_events.source == flow_pb2.PERF_EVENT_RING_BUFFER
 
 
-@pytest.mark.parametrize("last", [pytest.param(0, id="follow"), pytest.param(20, id="last-20-follow")])
+@pytest.mark.parametrize(
+    "last", [pytest.param(0, id="follow"), pytest.param(20, id="last-20-follow")]
+)
 def test_hubble_observe_follow(
-    make_harness: Callable[..., ObserverHarness], make_client: Callable[..., ObserverClient], last: int
+    make_harness: Callable[..., ObserverHarness],
+    make_client: Callable[..., ObserverClient],
+    last: int,
 ) -> None:
     """--follow streams new matching flows; with --last 20 the stored match comes first."""
     harness = make_harness(named_responses().values())
     client = make_client(harness.unix_target)
-    reader = ResponseReader(client.observer.GetFlows(hubble_observe_request(last=last, follow=True), timeout=60), "standard")
+    reader = ResponseReader(
+        client.observer.GetFlows(hubble_observe_request(last=last, follow=True), timeout=60),
+        "standard",
+    )
     try:
         assert _version(reader.call.initial_metadata()) == __version__
         if last:
             history = [reader.get(timeout=5) for _ in range(2)]
-            assert [r.WhichOneof("response_types") if r else None for r in history] == ["flow", "lost_events"]
+            assert [r.WhichOneof("response_types") if r else None for r in history] == [
+                "flow",
+                "lost_events",
+            ]
         base = 1_795_708_800_000_000_000
-        dropped = {"verdict": "DROPPED", "drop_reason_desc": "POLICY_DENIED", "is_reply": None}
+        dropped: dict[str, Any] = {
+            "verdict": "DROPPED",
+            "drop_reason_desc": "POLICY_DENIED",
+            "is_reply": None,
+        }
         got = None
         for i in range(50):  # until the server follows (it may not yet, without --last)
             harness.append(
@@ -188,7 +210,9 @@ def test_hubble_observe_follow(
         reader.close()
 
 
-def _reflect(client: ObserverClient, *requests: reflection_pb2.ServerReflectionRequest) -> list[reflection_pb2.ServerReflectionResponse]:
+def _reflect(
+    client: ObserverClient, *requests: reflection_pb2.ServerReflectionRequest
+) -> list[reflection_pb2.ServerReflectionResponse]:
     stub = reflection_pb2_grpc.ServerReflectionStub(client.channel)
     return list(stub.ServerReflectionInfo(iter(requests), timeout=10))
 
@@ -196,7 +220,12 @@ def _reflect(client: ObserverClient, *requests: reflection_pb2.ServerReflectionR
 def test_reflection_lists_services(client: ObserverClient) -> None:
     (resp,) = _reflect(client, reflection_pb2.ServerReflectionRequest(list_services=""))
     names = {s.name for s in resp.list_services_response.service}
-    assert {"observer.Observer", "peer.Peer", "hubblectl.v1.FlowStream", "grpc.health.v1.Health"} <= names
+    assert {
+        "observer.Observer",
+        "peer.Peer",
+        "hubblectl.v1.FlowStream",
+        "grpc.health.v1.Health",
+    } <= names
 
 
 @pytest.mark.parametrize(
@@ -223,7 +252,10 @@ def test_reflection_lists_services(client: ObserverClient) -> None:
     ],
 )
 def test_reflection_file_descriptors(
-    client: ObserverClient, request_: reflection_pb2.ServerReflectionRequest, file_name: str, symbol: str
+    client: ObserverClient,
+    request_: reflection_pb2.ServerReflectionRequest,
+    file_name: str,
+    symbol: str,
 ) -> None:
     (resp,) = _reflect(client, request_)
     assert resp.WhichOneof("message_response") == "file_descriptor_response", resp

@@ -8,7 +8,7 @@ of GetNamespaces are exact at their edges.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Final
+from typing import Any, Final
 
 import pytest
 from observer_harness import (
@@ -17,7 +17,6 @@ from observer_harness import (
     ObserverHarness,
     flow_response,
     lost_response,
-    named_responses,
 )
 
 from observer import __version__
@@ -42,7 +41,9 @@ def status_server(make_harness: Callable[..., ObserverHarness]) -> ObserverHarne
 
 
 @pytest.fixture
-def status_client(status_server: ObserverHarness, make_client: Callable[..., ObserverClient]) -> ObserverClient:
+def status_client(
+    status_server: ObserverHarness, make_client: Callable[..., ObserverClient]
+) -> ObserverClient:
     return make_client(status_server.unix_target)
 
 
@@ -51,7 +52,9 @@ def test_server_status(status_server: ObserverHarness, status_client: ObserverCl
     second = status_client.observer.ServerStatus(observer_pb2.ServerStatusRequest(), timeout=5)
     assert first.num_flows == CAPACITY, "the ring holds its capacity, the oldest overwritten"
     assert first.max_flows == CAPACITY
-    assert first.seen_flows == len(RATE_OFFSETS) + 1, "every stored response counts, lost events too"
+    assert first.seen_flows == len(RATE_OFFSETS) + 1, (
+        "every stored response counts, lost events too"
+    )
     assert 0 < first.uptime_ns < second.uptime_ns
     assert first.version == f"hubblectl v{__version__}"
     assert IN_WINDOW == 6
@@ -61,7 +64,9 @@ def test_server_status(status_server: ObserverHarness, status_client: ObserverCl
     assert list(first.unavailable_nodes) == []
 
 
-def test_flows_rate_window_moves_with_clock(status_server: ObserverHarness, status_client: ObserverClient) -> None:
+def test_flows_rate_window_moves_with_clock(
+    status_server: ObserverHarness, status_client: ObserverClient
+) -> None:
     status_server.clock_ns = NOW_NS + 3 * S  # window [-56, +3]: drops -59, adds +3
     resp = status_client.observer.ServerStatus(observer_pb2.ServerStatusRequest(), timeout=5)
     assert resp.flows_rate == pytest.approx(sum(1 for o in RATE_OFFSETS if -56 <= o <= 3) / 60)
@@ -70,7 +75,9 @@ def test_flows_rate_window_moves_with_clock(status_server: ObserverHarness, stat
     assert resp.flows_rate == 0.0
 
 
-def test_server_status_counts_appends(status_server: ObserverHarness, status_client: ObserverClient) -> None:
+def test_server_status_counts_appends(
+    status_server: ObserverHarness, status_client: ObserverClient
+) -> None:
     status_server.append([flow_response(NOW_NS + i) for i in range(3)])
     resp = status_client.observer.ServerStatus(observer_pb2.ServerStatusRequest(), timeout=5)
     assert (resp.num_flows, resp.seen_flows) == (CAPACITY, len(RATE_OFFSETS) + 4)
@@ -86,7 +93,11 @@ def test_get_nodes(status_server: ObserverHarness, status_client: ObserverClient
     assert node.state == relay_pb2.NODE_CONNECTED
     assert not node.tls.enabled
     assert node.uptime_ns > 0
-    assert (node.num_flows, node.max_flows, node.seen_flows) == (CAPACITY, CAPACITY, len(RATE_OFFSETS) + 1)
+    assert (node.num_flows, node.max_flows, node.seen_flows) == (
+        CAPACITY,
+        CAPACITY,
+        len(RATE_OFFSETS) + 1,
+    )
 
 
 @pytest.fixture
@@ -114,7 +125,9 @@ def namespaces_client(
             [("", "default"), ("", "kube-system"), ("cluster-b", "hoth")],
             id="horizon-excludes-older",
         ),
-        pytest.param(RICH_TIME_NS + 3600 * S, [("cluster-b", "hoth")], id="horizon-exactly-at-newest"),
+        pytest.param(
+            RICH_TIME_NS + 3600 * S, [("cluster-b", "hoth")], id="horizon-exactly-at-newest"
+        ),
         pytest.param(RICH_TIME_NS + 3600 * S + 1, [], id="all-older-than-an-hour"),
     ],
 )
@@ -132,7 +145,7 @@ def test_get_namespaces(
 def test_peer_notify_announces_this_node(
     status_server: ObserverHarness, status_client: ObserverClient
 ) -> None:
-    call = status_client.peer.Notify(peer_pb2.NotifyRequest(), timeout=10)
+    call: Any = status_client.peer.Notify(peer_pb2.NotifyRequest(), timeout=10)
     try:
         first = next(call)
     finally:

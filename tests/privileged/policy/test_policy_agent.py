@@ -283,6 +283,9 @@ def test_malformed_policy_is_rejected_whole(agent: PolicyAgent, tmp_path: Path) 
     assert curl(agent, "default/xwing", ds_ip) == "000"
     missing = agent.cli("policy", "get", "default/lock-xwing", check=False)
     assert missing.returncode != 0 and "not found" in missing.stderr
+    # the same policy again, from stdin: nothing changes
+    out = agent.cli("policy", "apply", "-f", "-", stdin=SW_POLICY.read_text()).stdout
+    assert "ciliumnetworkpolicy/default/rule1 unchanged" in out
 
 
 def test_endpoint_churn_is_enforced_from_the_start(agent: PolicyAgent) -> None:

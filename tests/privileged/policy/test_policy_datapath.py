@@ -88,6 +88,20 @@ spec:
       toPorts: [{ports: [{port: "443", protocol: TCP}]}]
 """
 
+K8S_NETPOL = """
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: knp, namespace: default}
+spec:
+  podSelector: {matchLabels: {class: deathstar}}
+  policyTypes: [Ingress, Egress]
+  ingress:
+    - from: [{podSelector: {matchLabels: {org: empire}}}]
+      ports: [{port: 80}]
+  egress:
+    - to: [{ipBlock: {cidr: 192.0.2.0/24}}]
+"""
+
 
 @dataclass(frozen=True)
 class Case:
@@ -105,224 +119,38 @@ class Case:
     audit: bool = False
 
 
+# fmt: off
+DP, DPD = pm.DROP_POLICY, pm.DROP_POLICY_DENY
 CASES = [
-    Case(
-        "sw-tiefighter-80-allowed",
-        SW_POLICY,
-        TIEFIGHTER,
-        DEATHSTAR,
-        "tcp",
-        80,
-        True,
-        0,
-        2,
-        "spec.ingress[0]",
-    ),
-    Case(
-        "sw-xwing-80-default-deny",
-        SW_POLICY,
-        XWING,
-        DEATHSTAR,
-        "tcp",
-        80,
-        False,
-        pm.DROP_POLICY,
-        0,
-        "default deny",
-    ),
-    Case(
-        "sw-tiefighter-443-default-deny",
-        SW_POLICY,
-        TIEFIGHTER,
-        DEATHSTAR,
-        "tcp",
-        443,
-        False,
-        pm.DROP_POLICY,
-        0,
-        "default deny",
-    ),
-    Case(
-        "sw-tiefighter-80-udp-denied",
-        SW_POLICY,
-        TIEFIGHTER,
-        DEATHSTAR,
-        "udp",
-        80,
-        False,
-        pm.DROP_POLICY,
-        0,
-        "default deny",
-    ),
+    # name, policy, src, dst, proto, dport, passed, drop reason, match type, decided by
+    Case("sw-tiefighter-80-allowed", SW_POLICY, TIEFIGHTER, DEATHSTAR, "tcp", 80, True, 0, 2, "spec.ingress[0]"),
+    Case("sw-xwing-80-default-deny", SW_POLICY, XWING, DEATHSTAR, "tcp", 80, False, DP, 0, "default deny"),
+    Case("sw-tiefighter-443-default-deny", SW_POLICY, TIEFIGHTER, DEATHSTAR, "tcp", 443, False, DP, 0, "default deny"),
+    Case("sw-tiefighter-80-udp-denied", SW_POLICY, TIEFIGHTER, DEATHSTAR, "udp", 80, False, DP, 0, "default deny"),
     Case("sw-unselected-xwing-open", SW_POLICY, DEATHSTAR, XWING, "tcp", 22, True, 0, 0, None),
-    Case(
-        "deny-precedence-80",
-        DENY_TIEFIGHTER_80,
-        TIEFIGHTER,
-        DEATHSTAR,
-        "tcp",
-        80,
-        False,
-        pm.DROP_POLICY_DENY,
-        2,
-        "spec.ingressDeny[0]",
-    ),
-    Case(
-        "deny-precedence-81-allowed",
-        DENY_TIEFIGHTER_80,
-        TIEFIGHTER,
-        DEATHSTAR,
-        "tcp",
-        81,
-        True,
-        0,
-        1,
-        "spec.ingress[0]",
-    ),
-    Case(
-        "deny-other-identity-allowed",
-        DENY_TIEFIGHTER_80,
-        SHUTTLE,
-        DEATHSTAR,
-        "tcp",
-        80,
-        True,
-        0,
-        1,
-        "spec.ingress[0]",
-    ),
-    Case(
-        "range-low-edge", PORT_RANGE, XWING, DEATHSTAR, "tcp", 8000, True, 0, 3, "spec.ingress[0]"
-    ),
+    Case("deny-precedence-80", DENY_TIEFIGHTER_80, TIEFIGHTER, DEATHSTAR, "tcp", 80, False, DPD, 2, "spec.ingressDeny[0]"),
+    Case("deny-precedence-81-allowed", DENY_TIEFIGHTER_80, TIEFIGHTER, DEATHSTAR, "tcp", 81, True, 0, 1, "spec.ingress[0]"),
+    Case("deny-other-identity-allowed", DENY_TIEFIGHTER_80, SHUTTLE, DEATHSTAR, "tcp", 80, True, 0, 1, "spec.ingress[0]"),
+    Case("range-low-edge", PORT_RANGE, XWING, DEATHSTAR, "tcp", 8000, True, 0, 3, "spec.ingress[0]"),
     Case("range-middle", PORT_RANGE, XWING, DEATHSTAR, "tcp", 8005, True, 0, 3, "spec.ingress[0]"),
-    Case(
-        "range-high-edge", PORT_RANGE, XWING, DEATHSTAR, "tcp", 8010, True, 0, 3, "spec.ingress[0]"
-    ),
-    Case(
-        "range-above",
-        PORT_RANGE,
-        XWING,
-        DEATHSTAR,
-        "tcp",
-        8011,
-        False,
-        pm.DROP_POLICY,
-        0,
-        "default deny",
-    ),
-    Case(
-        "range-below",
-        PORT_RANGE,
-        XWING,
-        DEATHSTAR,
-        "tcp",
-        7999,
-        False,
-        pm.DROP_POLICY,
-        0,
-        "default deny",
-    ),
-    Case(
-        "cidr-allowed",
-        CIDR_EGRESS,
-        DEATHSTAR,
-        "192.0.2.5",
-        "tcp",
-        443,
-        True,
-        0,
-        1,
-        "spec.egress[0]",
-    ),
-    Case(
-        "cidr-except",
-        CIDR_EGRESS,
-        DEATHSTAR,
-        "192.0.2.200",
-        "tcp",
-        443,
-        False,
-        pm.DROP_POLICY,
-        0,
-        "default deny",
-    ),
-    Case(
-        "cidr-outside-world",
-        CIDR_EGRESS,
-        DEATHSTAR,
-        "198.51.100.1",
-        "tcp",
-        443,
-        False,
-        pm.DROP_POLICY,
-        0,
-        "default deny",
-    ),
-    Case(
-        "cidr-pod-denied",
-        CIDR_EGRESS,
-        DEATHSTAR,
-        XWING,
-        "tcp",
-        443,
-        False,
-        pm.DROP_POLICY,
-        0,
-        "default deny",
-    ),
-    Case(
-        "icmp-echo-allowed", ICMP_ONLY, XWING, DEATHSTAR, "icmp", 8, True, 0, 2, "spec.ingress[0]"
-    ),
-    Case(
-        "icmp-tcp-denied",
-        ICMP_ONLY,
-        XWING,
-        DEATHSTAR,
-        "tcp",
-        80,
-        False,
-        pm.DROP_POLICY,
-        0,
-        "default deny",
-    ),
-    Case(
-        "v6-cidr-allowed",
-        V6_POLICY,
-        "fd00:dead::1",
-        DEATHSTAR6,
-        "tcp",
-        443,
-        True,
-        0,
-        2,
-        "spec.ingress[0]",
-    ),
-    Case(
-        "v6-world-denied",
-        V6_POLICY,
-        "fd00:beef::1",
-        DEATHSTAR6,
-        "tcp",
-        443,
-        False,
-        pm.DROP_POLICY,
-        0,
-        "default deny",
-    ),
-    Case(
-        "audit-default-deny",
-        SW_POLICY,
-        XWING,
-        DEATHSTAR,
-        "tcp",
-        80,
-        True,
-        0,
-        0,
-        "default deny",
-        audit=True,
-    ),
+    Case("range-high-edge", PORT_RANGE, XWING, DEATHSTAR, "tcp", 8010, True, 0, 3, "spec.ingress[0]"),
+    Case("range-above", PORT_RANGE, XWING, DEATHSTAR, "tcp", 8011, False, DP, 0, "default deny"),
+    Case("range-below", PORT_RANGE, XWING, DEATHSTAR, "tcp", 7999, False, DP, 0, "default deny"),
+    Case("cidr-allowed", CIDR_EGRESS, DEATHSTAR, "192.0.2.5", "tcp", 443, True, 0, 1, "spec.egress[0]"),
+    Case("cidr-except", CIDR_EGRESS, DEATHSTAR, "192.0.2.200", "tcp", 443, False, DP, 0, "default deny"),
+    Case("cidr-outside-world", CIDR_EGRESS, DEATHSTAR, "198.51.100.1", "tcp", 443, False, DP, 0, "default deny"),
+    Case("cidr-pod-denied", CIDR_EGRESS, DEATHSTAR, XWING, "tcp", 443, False, DP, 0, "default deny"),
+    Case("icmp-echo-allowed", ICMP_ONLY, XWING, DEATHSTAR, "icmp", 8, True, 0, 2, "spec.ingress[0]"),
+    Case("icmp-tcp-denied", ICMP_ONLY, XWING, DEATHSTAR, "tcp", 80, False, DP, 0, "default deny"),
+    Case("v6-cidr-allowed", V6_POLICY, "fd00:dead::1", DEATHSTAR6, "tcp", 443, True, 0, 2, "spec.ingress[0]"),
+    Case("v6-world-denied", V6_POLICY, "fd00:beef::1", DEATHSTAR6, "tcp", 443, False, DP, 0, "default deny"),
+    Case("knp-empire-80", K8S_NETPOL, TIEFIGHTER, DEATHSTAR, "tcp", 80, True, 0, 2, "spec.ingress[0]"),
+    Case("knp-alliance-80", K8S_NETPOL, XWING, DEATHSTAR, "tcp", 80, False, DP, 0, "default deny"),
+    Case("knp-egress-ipblock", K8S_NETPOL, DEATHSTAR, "192.0.2.9", "udp", 53, True, 0, 1, "spec.egress[0]"),
+    Case("knp-egress-to-pod-denied", K8S_NETPOL, DEATHSTAR, XWING, "tcp", 80, False, DP, 0, "default deny"),
+    Case("audit-default-deny", SW_POLICY, XWING, DEATHSTAR, "tcp", 80, True, 0, 0, "default deny", audit=True),
 ]
+# fmt: on
 
 
 def _frame(case: Case) -> bytes:
@@ -519,3 +347,111 @@ def test_label_change_recomputes_only_affected_endpoints(pdp: PolicyDatapath) ->
     assert after[DEATHSTAR.id] != before[DEATHSTAR.id]
     pdp.flush_ct()
     assert pdp.send(tcp(defector, DEATHSTAR, 80), DEATHSTAR, TO).passed
+
+
+EGRESS_MIX = """
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: tie-out, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {class: tiefighter}}
+  egress:
+    - toEndpoints: [{matchLabels: {org: empire}}]
+      toPorts: [{ports: [{port: "80", endPort: 90, protocol: ANY}]}]
+    - toPorts: [{ports: [{port: "53", protocol: UDP}]}]
+  egressDeny:
+    - toEndpoints: [{matchLabels: {class: shuttle}}]
+      toPorts: [{ports: [{port: "81", protocol: TCP}]}]
+"""
+
+
+def test_datapath_agrees_with_trace_everywhere(pdp: PolicyDatapath) -> None:
+    """Every pair of IPv4 endpoints, several ports and protocols, under several policies at
+    once (ingress and egress, allow and deny, ranges): the datapath's pass/drop, drop
+    reason and verdict records match what observer.policy.trace says, direction by direction."""
+    docs = [SW_POLICY, EGRESS_MIX, PORT_RANGE.replace("class: deathstar", "class: shuttle")]
+    pdp.enforce("---\n".join(docs), ALL)
+    assert pdp.compiled is not None
+    eps = [DEATHSTAR, TIEFIGHTER, XWING, SHUTTLE]
+    checked = 0
+    for src in eps:
+        for dst in eps:
+            if src is dst:
+                continue
+            for proto, frame_of in (("tcp", tcp), ("udp", udp)):
+                for port in (22, 53, 79, 80, 81, 90, 91, 7999, 8000, 8010, 8011):
+                    predicted = trace(
+                        pdp.compiled, Local(src.id), Local(dst.id), port, Protocol[proto.upper()]
+                    )
+                    outcomes = _send_both_sides(pdp, frame_of(src, dst, port), src, dst)
+                    where = f"{src.ip} -> {dst.ip} {proto}/{port}"
+                    assert all(o.passed for o in outcomes) is predicted.allowed, where
+                    got = sorted(
+                        (
+                            o.verdict["policy_dir"],
+                            _rule_section(pdp, o.verdict["policy_rule_id"]),
+                            o.verdict["policy_match_type"],
+                            o.verdict["drop_reason"],
+                        )
+                        for o in outcomes
+                        if o.verdict is not None
+                    )
+                    want = []
+                    for d in (predicted.egress, predicted.ingress):
+                        if d is None or not d.enforced:
+                            continue
+                        if (
+                            d.direction.name == "INGRESS"
+                            and predicted.egress is not None
+                            and not predicted.egress.allowed
+                        ):
+                            continue  # dropped at the source: never reaches the destination
+                        section = d.rule.section if d.rule is not None else "default deny"
+                        reason = (
+                            0
+                            if d.allowed
+                            else (pm.DROP_POLICY_DENY if d.rule is not None else pm.DROP_POLICY)
+                        )
+                        want.append((int(d.direction), section, int(d.match_type), reason))
+                    assert got == sorted(want), where
+                    checked += 1
+    assert checked == 12 * 2 * 11
+
+
+def test_nothing_of_a_new_policy_is_enforced_before_the_flip(pdp: PolicyDatapath) -> None:
+    """switch_to writes the whole new policy (entries, flags, ipcache) first; packets keep
+    seeing the old one until the single generation write."""
+    from observer.agent.policy import StableIds, build_image, stable_ids_for
+    from observer.policy import compile_policies, load_policies
+
+    def image(text: str):  # type: ignore[no-untyped-def]
+        compiled = compile_policies(
+            load_policies(text, "t.yaml") if text else [],
+            [e.view() for e in ALL],
+            {e.identity: [*e.labels, "k8s:io.kubernetes.pod.namespace=default"] for e in ALL},
+        )
+        pdp.ids = stable_ids_for(compiled, getattr(pdp, "ids", StableIds()))
+        return build_image(compiled, pdp.ids)
+
+    def xwing_passes() -> bool:
+        pdp.flush_ct()
+        return pdp.send(tcp(XWING, DEATHSTAR, 80), DEATHSTAR, TO).passed
+
+    seen: list[bool] = []
+    pdp.maps.switch_to(image(""))
+    assert xwing_passes()
+    pdp.maps.switch_to(image(SW_POLICY), before_flip=lambda: seen.append(xwing_passes()))
+    assert seen == [True] and not xwing_passes()
+    pdp.maps.switch_to(image(""), before_flip=lambda: seen.append(xwing_passes()))
+    assert seen == [True, False] and xwing_passes()
+
+    # an exception before the flip (the agent could not save its state) changes nothing
+    def fail() -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        pdp.maps.switch_to(image(SW_POLICY), before_flip=fail)
+    assert xwing_passes()
+    stats = pdp.maps.switch_to(image(SW_POLICY))
+    assert stats.switched and stats.writes == 0  # already written: only the flip was left
+    assert not xwing_passes()

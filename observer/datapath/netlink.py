@@ -29,10 +29,10 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import errno
-import threading
 import ipaddress
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager

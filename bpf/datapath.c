@@ -166,7 +166,7 @@ static __always_inline int hb_handle(struct __sk_buff *skb, __u8 obs_point)
  * tc ingress of the endpoint's host-side veth: a packet the endpoint sends leaves its
  * netns through the peer and is received here, before the host routes it anywhere
  * (Cilium's from-lxc point). Every packet the endpoint emits passes this hook once,
- * whatever its destination, which is why egress policy will be enforced here too.
+ * whatever its destination, which is why egress policy is enforced here.
  */
 SEC("tc")
 int hb_from_endpoint(struct __sk_buff *skb)

@@ -534,10 +534,21 @@ def endpoint_view(ep: Endpoint) -> EndpointView:
     return EndpointView(ep.id, ep.identity, ep.namespace, ep.labels, (ep.ipv4, ep.ipv6))
 
 
+@dataclass(frozen=True, slots=True)
+class _View:
+    """What the engine enforces now; replaced as a whole after each successful change."""
+
+    repo: Repository
+    ids: StableIds
+    compiled: CompiledPolicy | None
+    endpoints: tuple[Endpoint, ...]
+    flow_policies: Mapping[int, tuple[Mapping[str, Any], ...]]
+
+
 class PolicyEngine:
     """Policy repository + compiler + datapath maps. Methods that change anything must be
     called by one thread at a time (the agent holds its lock); readers (``enforcement``,
-    ``flow_policies``, ``list``) see consistent snapshots."""
+    ``flow_policies``, ``list``, ``trace``) work on one consistent snapshot."""
 
     def __init__(
         self,
@@ -555,28 +566,28 @@ class PolicyEngine:
             audit_mode=audit_mode,
             host_ips=policy_host_ips(host_ips),
         )
-        self._repo = Repository()
-        self._ids = StableIds()
-        self._compiled: CompiledPolicy | None = None
-        self._endpoints: tuple[Endpoint, ...] = ()
         self._cache = ImageCache()
         self._retired: OrderedDict[int, tuple[Mapping[str, Any], ...]] = OrderedDict()
-        self._flow_policies: Mapping[int, tuple[Mapping[str, Any], ...]] = MappingProxyType(
-            {pm.RULE_DEFAULT_DENY: (DEFAULT_DENY_POLICY,)}
+        self._view = _View(
+            Repository(),
+            StableIds(),
+            None,
+            (),
+            MappingProxyType({pm.RULE_DEFAULT_DENY: (DEFAULT_DENY_POLICY,)}),
         )
 
     # -- state -----------------------------------------------------------
     @property
     def repository(self) -> Repository:
-        return self._repo
+        return self._view.repo
 
     @property
     def compiled(self) -> CompiledPolicy | None:
-        return self._compiled
+        return self._view.compiled
 
     @property
     def stable_ids(self) -> StableIds:
-        return self._ids
+        return self._view.ids
 
     def _save(self, repo: Repository, ids: StableIds) -> None:
         self._state.write_json(POLICIES_FILE, repository_to_json(repo, ids))
@@ -588,39 +599,48 @@ class PolicyEngine:
         nothing changed nothing is written and connections are not disturbed.
         """
         doc = self._state.read_json(POLICIES_FILE)
-        if doc is not None:
-            self._repo, self._ids = repository_from_json(doc, str(self._state.file(POLICIES_FILE)))
-        return self._commit(self._repo, endpoints, save=False)
+        if doc is None:
+            return self._commit(self._view.repo, endpoints, save=False)
+        repo, ids = repository_from_json(doc, str(self._state.file(POLICIES_FILE)))
+        return self._commit(repo, endpoints, save=False, ids=ids)
 
     # -- the one path that changes what is enforced -------------------------
     def _commit(
-        self, repo: Repository, endpoints: Sequence[Endpoint], *, save: bool = True
+        self,
+        repo: Repository,
+        endpoints: Sequence[Endpoint],
+        *,
+        save: bool = True,
+        ids: StableIds | None = None,
     ) -> ApplyResult:
+        view = self._view
+        base_ids = ids if ids is not None else view.ids
         views = [endpoint_view(ep) for ep in endpoints]
         identities: dict[int, LabelSet] = {ep.identity: ep.labels for ep in endpoints}
         compiled = compile_policies(
-            repo.sorted(), views, identities, options=self._options, previous=self._compiled
+            repo.sorted(), views, identities, options=self._options, previous=view.compiled
         )
-        ids = stable_ids_for(compiled, self._ids)
-        image = build_image(compiled, ids, self._cache)
+        new_ids = stable_ids_for(compiled, base_ids)
+        image = build_image(compiled, new_ids, self._cache)
+        must_save = save or new_ids is not base_ids
 
         def persist() -> None:
-            if save or ids is not self._ids:
-                self._save(repo, ids)
+            if must_save:
+                self._save(repo, new_ids)
 
         stats = self._maps.switch_to(image, before_flip=persist)
-        if not stats.switched and (save or ids is not self._ids):
-            self._save(repo, ids)
-        self._retire(ids)
-        self._repo, self._ids, self._compiled = repo, ids, compiled
-        self._endpoints = tuple(endpoints)
-        self._flow_policies = self._policy_table(compiled, ids)
+        if not stats.switched:
+            persist()
+        self._retire(view, new_ids)
+        self._view = _View(
+            repo, new_ids, compiled, tuple(endpoints), self._policy_table(compiled, new_ids)
+        )
         return ApplyResult(repo.revision, len(stats.endpoints), stats.writes)
 
-    def _retire(self, ids: StableIds) -> None:
-        for key, rid in self._ids.rules.items():
+    def _retire(self, view: _View, ids: StableIds) -> None:
+        for key, rid in view.ids.rules.items():
             if key not in ids.rules:
-                old = self._flow_policies.get(rid)
+                old = view.flow_policies.get(rid)
                 if old is not None:
                     self._retired[rid] = old
         while len(self._retired) > RETIRED_RULES_KEPT:
@@ -651,36 +671,38 @@ class PolicyEngine:
             raise PolicyError(
                 ", ".join(f for f, _ in files) + ": no policy found (empty documents only)"
             )
-        repo, changes = self._repo.with_applied(loaded)
-        if repo is self._repo:
+        current = self._view.repo
+        repo, changes = current.with_applied(loaded)
+        if repo is current:
             return changes, ApplyResult(repo.revision, 0, 0)
         return changes, self._commit(repo, endpoints)
 
     def delete(
         self, key: str, kind: str, endpoints: Sequence[Endpoint]
     ) -> tuple[Policy, ApplyResult]:
-        policy = resolve_policy(self._repo, key, kind)
-        return policy, self._commit(self._repo.without(policy), endpoints)
+        current = self._view.repo
+        policy = resolve_policy(current, key, kind)
+        return policy, self._commit(current.without(policy), endpoints)
 
     def sync(self, endpoints: Sequence[Endpoint]) -> ApplyResult:
         """Endpoints appeared, disappeared or changed labels: recompile what that changes."""
-        return self._commit(self._repo, endpoints, save=False)
+        return self._commit(self._view.repo, endpoints, save=False)
 
     def get(self, key: str, kind: str = "") -> Policy:
-        return resolve_policy(self._repo, key, kind)
+        return resolve_policy(self._view.repo, key, kind)
 
     def document_yaml(self, policy: Policy) -> str:
         return _document_yaml(policy)
 
     def list(self) -> list[PolicySummary]:
-        eps = self._endpoints
-        return [summarize(p, eps) for p in self._repo.sorted()]
+        view = self._view
+        return [summarize(p, view.endpoints) for p in view.repo.sorted()]
 
     def summary(self, policy: Policy) -> PolicySummary:
-        return summarize(policy, self._endpoints)
+        return summarize(policy, self._view.endpoints)
 
     def enforcement(self, endpoint_id: int) -> tuple[str, str]:
-        compiled = self._compiled
+        compiled = self._view.compiled
         ep = compiled.endpoints.get(endpoint_id) if compiled is not None else None
         if ep is None:
             return ("disabled", "disabled")
@@ -693,10 +715,11 @@ class PolicyEngine:
 
     def flow_policies(self) -> Mapping[int, tuple[Mapping[str, Any], ...]]:
         """Datapath rule id -> the ``flow.Policy`` dicts flows name (resolver table)."""
-        return self._flow_policies
+        return self._view.flow_policies
 
     # -- trace -------------------------------------------------------------
-    def _peer(self, compiled: CompiledPolicy, spec: str) -> tuple[Peer, str, int]:
+    @staticmethod
+    def _peer(view: _View, compiled: CompiledPolicy, spec: str) -> tuple[Peer, str, int]:
         text = spec.strip()
         if not text:
             raise PolicyError(
@@ -709,7 +732,7 @@ class PolicyEngine:
         else:
             peer = peer_for_ip(compiled, text)
             if isinstance(peer, Local):
-                ep = next(e for e in self._endpoints if e.id == peer.endpoint_id)
+                ep = next(e for e in view.endpoints if e.id == peer.endpoint_id)
                 return peer, f"{text} ({ep.key})", ep.identity
             return peer, text, peer.identity
         name = text.removeprefix("reserved:")
@@ -724,7 +747,7 @@ class PolicyEngine:
             return Remote(ident), f"identity {ident}", ident
         ns, _, name = text.rpartition("/")
         ns = ns or "default"
-        for ep in self._endpoints:
+        for ep in view.endpoints:
             if ep.namespace == ns and ep.name == name:
                 return Local(ep.id), ep.key, ep.identity
         raise PolicyError(
@@ -732,7 +755,8 @@ class PolicyEngine:
         )
 
     def trace(self, source: str, destination: str, dport: int, protocol: str) -> TraceResult:
-        compiled = self._compiled
+        view = self._view
+        compiled = view.compiled
         if compiled is None:
             raise PolicyError("policy engine not started")
         proto = parse_protocol(protocol)
@@ -740,8 +764,8 @@ class PolicyEngine:
             raise PolicyError(f"trace: port {dport} out of range 0-65535")
         if proto in (Protocol.ICMP, Protocol.ICMPV6) and dport > 255:
             raise PolicyError(f"trace: ICMP type {dport} out of range 0-255")
-        src, src_text, src_id = self._peer(compiled, source)
-        dst, dst_text, dst_id = self._peer(compiled, destination)
+        src, src_text, src_id = self._peer(view, compiled, source)
+        dst, dst_text, dst_id = self._peer(view, compiled, destination)
         verdict = trace(compiled, src, dst, dport, proto)
         return TraceResult(verdict, src_text, dst_text, src_id, dst_id)
 

@@ -232,6 +232,11 @@ class Peer:
     def connected(self) -> bool:
         return self.state is PeerState.CONNECTED
 
+    @property
+    def diagnosing(self) -> bool:
+        """The pool is finding out why this peer's connection failed."""
+        return self._diagnosis is not None
+
 
 class PeerPool:
     """The set of peers and their connections (see the module doc)."""
@@ -295,9 +300,10 @@ class PeerPool:
         return self.version
 
     async def wait_settled(self, timeout: float) -> None:
-        """Wait (up to ``timeout``) until no peer is still making its first connection."""
+        """Wait (up to ``timeout``) until no peer is still making its first connection and
+        the causes of failed connections are known."""
         deadline = self._clock() + timeout
-        while any(p.state is PeerState.CONNECTING for p in self._peers.values()):
+        while any(p.state is PeerState.CONNECTING or p.diagnosing for p in self._peers.values()):
             left = deadline - self._clock()
             if left <= 0:
                 return
@@ -361,13 +367,19 @@ class PeerPool:
             self._bump()
 
     async def _diagnose(self, peer: Peer) -> None:
+        try:
+            await self._find_cause(peer)
+        finally:
+            peer._diagnosis = None
+            self._bump()
+
+    async def _find_cause(self, peer: Peer) -> None:
         path = _unix_path(peer.address)
         if path is not None:
             import os
 
             if not os.path.exists(path):
                 peer.last_error = f"{path} does not exist"
-            self._bump()
             return
         tls = self.options.tls
         text = await asyncio.to_thread(
@@ -384,7 +396,6 @@ class PeerPool:
             if text != peer.last_error:
                 log.warning("peer %s: %s", peer.name, text)
             peer.last_error = text
-            self._bump()
 
     async def _watch(self, peer: Peer) -> None:
         """Follow the channel's connectivity and keep ``peer.state`` in step."""

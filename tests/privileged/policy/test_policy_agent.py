@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from policy_agent_harness import PolicyAgent
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[3]
 SW_POLICY = REPO / "examples" / "policies" / "sw_l3_l4_policy.yaml"
 
@@ -326,7 +328,6 @@ def _bpftool_state(agent: PolicyAgent) -> int:
     return int(json.loads(out)[0]["formatted"]["value"]["generation"])
 
 
-@pytest.mark.slow
 def test_sigkill_and_restart_keep_enforcement_and_connections(agent: PolicyAgent) -> None:
     eps = _star_wars(agent)
     ds_ip = eps["deathstar"]["ipv4"]

@@ -41,6 +41,7 @@ from observer.datapath.ipam import DEFAULT_IPV4_RANGE, DEFAULT_IPV6_RANGE
 @click.option("--monitor-interval", "report_interval_s", default=5.0, show_default=True, type=float, help="Seconds between periodic reports of one connection.")
 @click.option("--ring-bytes", default=4 * 1024 * 1024, show_default=True, type=int, help="BPF ring buffer size.")
 @click.option("--poll-interval-ms", default=10, show_default=True, type=int, help="Ring buffer poll interval.")
+@click.option("--metrics-address", default="", help="Serve Prometheus metrics here, e.g. :9965 (Hubble's port).")
 @click.option("--print-flows", is_flag=True, help="Also print every flow as a JSON line on stdout.")
 def agent(**kwargs: object) -> None:
     """Run the node agent in the foreground (root). SIGTERM or Ctrl-C stops it cleanly.

@@ -30,9 +30,6 @@ from rich.console import Console
 from hubblectl.errors import HubblectlError, UsageError
 
 DEFAULT_SOCKET = "/var/run/hubblectl/hubble.sock"
-RUN_DIR = Path("/var/run/hubblectl")
-AGENT_PID = RUN_DIR / "demo-agent.pid"
-SERVERS_PID = RUN_DIR / "demo-servers.pid"
 AGENT_LOG = Path("/var/log/hubblectl-demo-agent.log")
 POLICY_FILE = Path(__file__).resolve().parents[2] / "examples" / "policies" / "sw_l3_l4_policy.yaml"
 
@@ -68,6 +65,10 @@ class Demo:
         self.console = console
         self.server = server
         self.agent_args = list(agent_args)
+        # pid files live beside the agent's socket, so demos on different sockets never mix
+        self.run_dir = Path(server.removeprefix("unix://")).parent
+        self.agent_pid = self.run_dir / "demo-agent.pid"
+        self.servers_pid = self.run_dir / "demo-servers.pid"
         self.env = {**os.environ, "HUBBLECTL_AGENT": server}
 
     # --- plumbing ---------------------------------------------------------------------
@@ -92,7 +93,7 @@ class Demo:
         """Use the running agent or start one in the background. True if we started it."""
         if self.agent_ready():
             return False
-        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         AGENT_LOG.parent.mkdir(parents=True, exist_ok=True)
         with open(AGENT_LOG, "ab") as log:
             proc = subprocess.Popen(
@@ -105,7 +106,7 @@ class Demo:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        AGENT_PID.write_text(f"{proc.pid}\n")
+        self.agent_pid.write_text(f"{proc.pid}\n")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -143,7 +144,7 @@ class Demo:
                 start_new_session=True,
             )
             pids.append(proc.pid)
-        SERVERS_PID.write_text("".join(f"{p}\n" for p in pids))
+        self.servers_pid.write_text("".join(f"{p}\n" for p in pids))
         # wait until both listen
         deadline = time.monotonic() + 10
         for key in DEATHSTARS:
@@ -158,9 +159,9 @@ class Demo:
                 time.sleep(0.05)
 
     def stop_servers(self) -> None:
-        for pid in _read_pids(SERVERS_PID):
+        for pid in _read_pids(self.servers_pid):
             _kill(pid)
-        SERVERS_PID.unlink(missing_ok=True)
+        self.servers_pid.unlink(missing_ok=True)
 
     def land(self, ship: str, target_ip: str) -> tuple[bool, str]:
         res = self.hubblectl(
@@ -225,7 +226,8 @@ class Demo:
                 "  hubblectl endpoint exec default/tiefighter -- curl -s -XPOST "
                 f"http://{eps['default/deathstar-1']['ipv4']}/v1/request-landing\n"
                 "  hubblectl endpoint list; hubblectl status\n\n"
-                "Tear it down:  hubblectl demo --cleanup"
+                "Tear it down:  hubblectl demo --cleanup",
+                soft_wrap=True,
             )
         except KeyboardInterrupt:
             c.print("\n[yellow]Interrupted: cleaning up what the demo made...")
@@ -242,10 +244,10 @@ class Demo:
                 if res.returncode == 0:
                     c.print(f"[green]✓[/] endpoint {key} deleted")
         if stop_agent:
-            for pid in _read_pids(AGENT_PID):
+            for pid in _read_pids(self.agent_pid):
                 _kill(pid, wait=10)
                 c.print(f"[green]✓[/] demo agent (pid {pid}) stopped")
-            AGENT_PID.unlink(missing_ok=True)
+            self.agent_pid.unlink(missing_ok=True)
         c.print("demo cleaned up")
 
 
@@ -285,7 +287,15 @@ def _kill(pid: int, wait: float = 2) -> None:
 @click.option("--state-dir", default=None, help="State dir for an agent the demo starts.")
 @click.option("--bpf-root", default=None, help="bpffs pin root for an agent the demo starts.")
 @click.option("--netns-prefix", default=None, help="Netns prefix for an agent the demo starts.")
-def demo(cleanup: bool, server: str, state_dir: str | None, bpf_root: str | None, netns_prefix: str | None) -> None:
+@click.option("--agent-arg", "agent_extra", multiple=True, hidden=True, help="Extra flag for an agent the demo starts.")
+def demo(
+    cleanup: bool,
+    server: str,
+    state_dir: str | None,
+    bpf_root: str | None,
+    netns_prefix: str | None,
+    agent_extra: tuple[str, ...],
+) -> None:
     """The Star Wars demo: endpoints, an L3/L4 policy, traffic, and the flows it makes.
 
     Only the Empire may land on the Death Star: tiefighter (org=empire) reaches deathstar
@@ -298,6 +308,7 @@ def demo(cleanup: bool, server: str, state_dir: str | None, bpf_root: str | None
     for flag, value in (("--state-dir", state_dir), ("--bpf-root", bpf_root), ("--netns-prefix", netns_prefix)):
         if value:
             agent_args += [flag, value]
+    agent_args += agent_extra
     d = Demo(console, server, agent_args)
     if cleanup:
         d.cleanup()

@@ -40,6 +40,7 @@ from grpc_reflection.v1alpha import reflection
 from observer import __version__
 from observer.agent.config import AGGREGATION_LEVELS, AgentConfig
 from observer.agent.hostinfo import host_addresses
+from observer.agent.ingest import Ingest
 from observer.agent.policy import ApplyResult, Change, PolicyEngine, PolicySummary, TraceResult
 from observer.api.v1.hubblectl import agent_pb2, agent_pb2_grpc
 from observer.api.v1.observer import observer_pb2, observer_pb2_grpc
@@ -50,7 +51,9 @@ from observer.bpf.ringbuf import RingBuffer
 from observer.datapath.endpoints import DatapathConfig, Endpoint, EndpointManager
 from observer.datapath.state import StateDir
 from observer.enrich.resolver import EndpointInfo, ResolverSnapshot, StaticResolver
-from observer.errors import ConfigError, DecodeError, ObserverError
+from observer.errors import ConfigError, ObserverError
+from observer.metrics import AgentMetrics
+from observer.metrics import serve as serve_metrics
 from observer.parser import FlowBuilder, FlowDecoder, lost_events_response
 from observer.policy import Policy
 from observer.server.agentapi import AgentServicer
@@ -67,7 +70,6 @@ PROG_TO_ENDPOINT = "hb_to_endpoint"
 RING_MAP = "hb_events"
 HEALTH_SERVICE = "hubble.server.Observer"
 LOST_POLL_S = 1.0
-MAX_DRAIN_PER_TICK = 65536
 
 
 class _SelfPeers:
@@ -87,15 +89,6 @@ class _SelfPeers:
         return self._node.tls_server_name
 
 
-class Counters:
-    """Agent-side counters (exposed as metrics and in logs)."""
-
-    def __init__(self) -> None:
-        self.events = 0
-        self.decode_errors = 0
-        self.lost_kernel = 0
-
-
 class Agent:
     def __init__(self, cfg: AgentConfig, out: BinaryIO | None = None) -> None:
         cfg.validate()
@@ -108,8 +101,9 @@ class Agent:
         self.resolver = StaticResolver()
         self.builder = FlowBuilder(cfg.absolute_node_name, self.resolver, __version__)
         self.decoder = FlowDecoder()
-        self.counters = Counters()
+        self.metrics = AgentMetrics(store_size=lambda: (len(self.store), self.store.capacity))
         self._out = out
+        self._ingest: Ingest | None = None
         self._obj: loader.BpfObject | None = None
         self._ring: RingBuffer | None = None
         self._manager: EndpointManager | None = None
@@ -154,6 +148,7 @@ class Agent:
         )
         ring_map = obj.map(RING_MAP)
         self._ring = RingBuffer(obj.map_fd(RING_MAP), ring_map.max_entries)
+        self._ingest = Ingest(self._ring, self.decoder, self.builder, self.store, self.metrics, self._out)
         self._lost_seen = loader.read_lost(obj).per_cpu
         self._manager = EndpointManager(
             DatapathConfig(
@@ -311,41 +306,7 @@ class Agent:
 
     def drain(self) -> int:
         """Move every record in the ring buffer into the store; returns how many."""
-        ring = self._ring
-        if ring is None:
-            return 0
-        total = 0
-        offset = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
-        decode = self.decoder.decode
-        build = self.builder.build
-        append = self.store.append
-        dumps = orjson.dumps
-        out = self._out
-        flow_kind = EntryKind.FLOW
-        while total < MAX_DRAIN_PER_TICK:
-            records = ring.drain(4096)
-            if not records:
-                break
-            total += len(records)
-            lines = []
-            for rec in records:
-                try:
-                    ev = decode(rec)
-                except DecodeError:
-                    self.counters.decode_errors += 1
-                    continue
-                wall = ev.ts_ns + offset
-                data = dumps(build(ev, wall))
-                append(wall, flow_kind, data)
-                if out is not None:
-                    lines.append(data)
-            if out is not None and lines:
-                out.write(b"\n".join(lines) + b"\n")
-                out.flush()
-        if total:
-            self.counters.events += total
-            self.store.notify()
-        return total
+        return self._ingest.drain() if self._ingest is not None else 0
 
     def poll_lost(self) -> None:
         """Turn new kernel ring-buffer reserve failures into LostEvents, one per CPU."""
@@ -366,7 +327,7 @@ class Agent:
                     wall_ns=now,
                     cpu=cpu,
                 )
-                self.counters.lost_kernel += count - before
+                self.metrics.lost["perf_event_ring_buffer"] += count - before
                 self.store.append(now, EntryKind.LOST, orjson.dumps(resp))
                 appended = True
         self._lost_seen = reading
@@ -399,8 +360,8 @@ class Agent:
     # --- serving ------------------------------------------------------------------------
 
     def _add_public_services(self, server: grpc.aio.Server) -> None:
-        observer_pb2_grpc.add_ObserverServicer_to_server(ObserverServicer(self.store, self.node), server)
-        agent_pb2_grpc.add_FlowStreamServicer_to_server(FlowStreamServicer(self.store, self.node), server)
+        observer_pb2_grpc.add_ObserverServicer_to_server(ObserverServicer(self.store, self.node, metrics=self.metrics), server)
+        agent_pb2_grpc.add_FlowStreamServicer_to_server(FlowStreamServicer(self.store, self.node, metrics=self.metrics), server)
         peer_pb2_grpc.add_PeerServicer_to_server(PeerServicer(_SelfPeers(self.node)), server)
         health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -455,6 +416,8 @@ class Agent:
         await asyncio.to_thread(self._open_datapath)
         try:
             await self._start_servers()
+            if self.cfg.metrics_address:
+                serve_metrics(self.cfg.metrics_address, self.metrics)
             log.info(
                 "agent %s ready: socket %s%s, %d endpoints",
                 self.node.name,

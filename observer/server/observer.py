@@ -21,6 +21,7 @@ from observer.api.convert import response_to_proto
 from observer.api.v1.hubblectl import agent_pb2, agent_pb2_grpc
 from observer.api.v1.observer import observer_pb2, observer_pb2_grpc
 from observer.api.v1.relay import relay_pb2
+from observer.metrics import AgentMetrics
 from observer.server.query import InvalidRequest, compile_request, iter_batches, mask_flow
 from observer.store import FlowStore
 from observer.store.ring import EntryKind
@@ -53,10 +54,17 @@ async def _send_version(context: grpc.aio.ServicerContext[Any, Any]) -> None:
 
 
 class ObserverServicer(observer_pb2_grpc.ObserverServicer):
-    def __init__(self, store: FlowStore, node: NodeInfo, now_ns: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self,
+        store: FlowStore,
+        node: NodeInfo,
+        now_ns: Callable[[], int] = time.time_ns,
+        metrics: AgentMetrics | None = None,
+    ) -> None:
         self._store = store
         self._node = node
         self._now_ns = now_ns
+        self._metrics = metrics
 
     async def GetFlows(
         self, request: observer_pb2.GetFlowsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -66,7 +74,7 @@ class ObserverServicer(observer_pb2_grpc.ObserverServicer):
         except InvalidRequest as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         await _send_version(context)
-        async for batch in iter_batches(self._store, query, self._node.name, self._now_ns):
+        async for batch in iter_batches(self._store, query, self._node.name, self._now_ns, metrics=self._metrics):
             for item in batch:
                 data = item if isinstance(item, bytes) else item.data
                 resp = orjson.loads(data)
@@ -147,10 +155,17 @@ class ObserverServicer(observer_pb2_grpc.ObserverServicer):
 class FlowStreamServicer(agent_pb2_grpc.FlowStreamServicer):
     """hubblectl.v1.FlowStream: the same responses as JSON lines, batched."""
 
-    def __init__(self, store: FlowStore, node: NodeInfo, now_ns: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self,
+        store: FlowStore,
+        node: NodeInfo,
+        now_ns: Callable[[], int] = time.time_ns,
+        metrics: AgentMetrics | None = None,
+    ) -> None:
         self._store = store
         self._node = node
         self._now_ns = now_ns
+        self._metrics = metrics
 
     async def GetFlowsBatched(
         self, request: observer_pb2.GetFlowsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -160,7 +175,7 @@ class FlowStreamServicer(agent_pb2_grpc.FlowStreamServicer):
         except InvalidRequest as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         await _send_version(context)
-        async for batch in iter_batches(self._store, query, self._node.name, self._now_ns):
+        async for batch in iter_batches(self._store, query, self._node.name, self._now_ns, metrics=self._metrics):
             parts: list[bytes] = []
             size = 0
             for item in batch:

@@ -18,6 +18,7 @@ from google.protobuf import json_format
 
 from observer.errors import FilterError
 from observer.filters import compile_filters
+from observer.metrics import AgentMetrics
 from observer.parser.lost import lost_events_response
 from observer.store import FlowStore
 from observer.store.ring import Entry, EntryKind
@@ -122,6 +123,7 @@ async def iter_batches(
     node_name: str,
     now_ns: Callable[[], int],
     batch_size: int = 1024,
+    metrics: AgentMetrics | None = None,
 ) -> AsyncIterator[list[Entry | bytes]]:
     """Yield matching entries in batches; in follow mode, forever.
 
@@ -154,6 +156,8 @@ async def iter_batches(
         entries, lost = got.entries, got.lost
         out: list[Entry | bytes] = []
         if lost:
+            if metrics is not None:
+                metrics.lost["hubble_ring_buffer"] += lost
             out.append(
                 orjson.dumps(
                     lost_events_response(

@@ -4,7 +4,8 @@
   (``named_responses()``), for read-only tests. Tests that set its ``clock_ns`` restore it.
 * ``make_harness``: a factory for servers a test fills (and appends to) itself; each is
   stopped at teardown, whatever happened.
-* ``make_client``: clients (sync channels, one per target and options), closed at teardown.
+* ``make_client``: clients (sync channels, one per target and options), closed at the end of
+  the test (before the servers it made stop, so no GOAWAY noise).
 * ``stream``: parametrizes a test over the standard and the batched stream.
 """
 
@@ -55,7 +56,7 @@ def make_harness(
             harness.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def make_client() -> Iterator[Callable[..., ObserverClient]]:
     clients: dict[tuple[str, tuple[tuple[str, Any], ...]], ObserverClient] = {}
 

@@ -313,7 +313,7 @@ def _names(responses: Sequence[observer_pb2.GetFlowsResponse]) -> tuple[frozense
     return frozenset(names), lost
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def client(
     named_server: ObserverHarness, make_client: Callable[..., ObserverClient]
 ) -> ObserverClient:

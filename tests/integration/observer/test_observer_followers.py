@@ -131,10 +131,12 @@ def test_many_followers_and_a_stuck_one(
 
     followers = result["followers"]
     received = [f["received"] for f in followers]
+    done_s = result["last_follower_done_s"]
+    done = f"{done_s:.2f} s" if done_s is not None else "never"
     summary = (
         f"\n{FOLLOWERS} followers x {FLOWS} flows (store {CAPACITY}): ingest {report.appended} in "
         f"{report.elapsed_s:.2f} s ({report.appended / report.elapsed_s:,.0f} flows/s; batch lateness "
-        f"median {statistics.median(report.lateness_s) * 1000:.0f} ms, max {report.max_lateness_s * 1000:.0f} ms); last follower done {result['last_follower_done_s']:.2f} s "
+        f"median {statistics.median(report.lateness_s) * 1000:.0f} ms, max {report.max_lateness_s * 1000:.0f} ms); last follower done {done} "
         f"after READY; flows per follower min {min(received)} max {max(received)}, "
         f"{sum(1 for f in followers if f['problems'])} with problems; CPU s: clients "
         f"{result['cpu_s']:.1f}, server process {time.process_time() - cpu0:.1f}"

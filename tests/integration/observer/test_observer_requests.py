@@ -60,7 +60,7 @@ def timed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObserverH
         harness.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def client(
     timed_server: ObserverHarness, make_client: Callable[..., ObserverClient]
 ) -> ObserverClient:

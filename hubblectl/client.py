@@ -249,6 +249,10 @@ class Client:
         from observer.api.v1.observer import observer_pb2
 
         msg = _flows_request(request)
+        if os.environ.get("HUBBLECTL_STANDARD_STREAM"):
+            # Hubble's per-flow stream only (what a stock server offers); for comparisons.
+            yield from self._get_flows_standard(msg)
+            return
         batched = self._channel.unary_stream(
             BATCHED_METHOD,
             request_serializer=observer_pb2.GetFlowsRequest.SerializeToString,

@@ -117,6 +117,7 @@ class ObserverServicer(observer_pb2_grpc.ObserverServicer):
     async def GetNodes(
         self, request: observer_pb2.GetNodesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> observer_pb2.GetNodesResponse:
+        await _send_version(context)
         st = self._status()
         node = observer_pb2.Node(
             name=self._node.name,
@@ -136,6 +137,7 @@ class ObserverServicer(observer_pb2_grpc.ObserverServicer):
         self, request: observer_pb2.GetNamespacesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> observer_pb2.GetNamespacesResponse:
         """Namespaces seen in flows during the last hour, sorted (Hubble's window)."""
+        await _send_version(context)
         horizon = self._now_ns() - 3600 * 1_000_000_000
         seen: set[tuple[str, str]] = set()
         for entry in self._store.select(number=0, first=False, since_ns=horizon, until_ns=None, predicate=None):

@@ -2,7 +2,7 @@
 
 * ``hubble status``: grpc.health.v1.Health/Check for "hubble.server.Observer" (must be
   SERVING), then observer.Observer/ServerStatus.
-* ``hubble list nodes``: GetNodes.
+* ``hubble list nodes`` / ``hubble list namespaces``: GetNodes / GetNamespaces.
 * ``hubble observe --from-pod default/xwing --to-label org=empire --verdict DROPPED
   --protocol tcp --port 80 --not --verdict FORWARDED`` with ``--last 20``, ``--follow`` and
   both: the FlowFilters Hubble's filter tracker builds for these flags (from-/to- flags and
@@ -144,10 +144,19 @@ def test_hubble_status(client: ObserverClient, named_server: ObserverHarness) ->
 
 
 def test_hubble_list_nodes(client: ObserverClient, named_server: ObserverHarness) -> None:
-    nodes = client.observer.GetNodes(observer_pb2.GetNodesRequest(), timeout=5)
+    nodes, call = client.observer.GetNodes.with_call(observer_pb2.GetNodesRequest(), timeout=5)
+    assert _version(call.initial_metadata()) == __version__
     assert [n.name for n in nodes.nodes] == [named_server.node.name]
     assert nodes.nodes[0].state == relay_pb2.NODE_CONNECTED
     json_format.MessageToDict(nodes, preserving_proto_field_name=True)
+
+
+def test_hubble_list_namespaces(client: ObserverClient) -> None:
+    resp, call = client.observer.GetNamespaces.with_call(
+        observer_pb2.GetNamespacesRequest(), timeout=5
+    )
+    assert _version(call.initial_metadata()) == __version__
+    json_format.MessageToDict(resp, preserving_proto_field_name=True)
 
 
 def test_hubble_observe_last_20(client: ObserverClient) -> None:

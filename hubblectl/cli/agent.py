@@ -41,6 +41,18 @@ from observer.datapath.ipam import DEFAULT_IPV4_RANGE, DEFAULT_IPV6_RANGE
 @click.option("--monitor-interval", "report_interval_s", default=5.0, show_default=True, type=float, help="Seconds between periodic reports of one connection.")
 @click.option("--ring-bytes", default=4 * 1024 * 1024, show_default=True, type=int, help="BPF ring buffer size.")
 @click.option("--poll-interval-ms", default=10, show_default=True, type=int, help="Ring buffer poll interval.")
+@click.option("--tls-cert-file", default="", help="Serve the TCP listener with TLS: the server certificate (PEM).")
+@click.option("--tls-key-file", default="", help="The server certificate's private key (PEM).")
+@click.option(
+    "--tls-client-ca-files",
+    multiple=True,
+    help="Require client certificates signed by these CAs (mutual TLS, e.g. for the relay).",
+)
+@click.option(
+    "--cluster-dir",
+    default="",
+    help="Shared directory where agents on this machine register, so each one's Peer service announces all.",
+)
 @click.option("--metrics-address", default="", help="Serve Prometheus metrics here, e.g. :9965 (Hubble's port).")
 @click.option("--print-flows", is_flag=True, help="Also print every flow as a JSON line on stdout.")
 def agent(**kwargs: object) -> None:
@@ -52,6 +64,7 @@ def agent(**kwargs: object) -> None:
     """
     from observer.agent.agent import Agent
 
+    kwargs["tls_client_ca_files"] = tuple(kwargs["tls_client_ca_files"])  # type: ignore[arg-type]
     cfg = AgentConfig(**kwargs)  # type: ignore[arg-type]
     out = sys.stdout.buffer if cfg.print_flows else None
     asyncio.run(Agent(cfg, out=out).run())

@@ -39,9 +39,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from hubblectl.cli import agent, demo, endpoint, policy
+    from hubblectl.cli import agent, certs, demo, endpoint, policy, relay
 
     cli.add_command(agent.agent)
+    cli.add_command(relay.relay)
+    cli.add_command(certs.certs)
     cli.add_command(demo.demo)
     cli.add_command(endpoint.endpoint)
     cli.add_command(policy.policy)

@@ -48,6 +48,7 @@ from observer.api.v1.peer import peer_pb2, peer_pb2_grpc
 from observer.bpf import loader
 from observer.bpf.policymaps import PolicyMaps
 from observer.bpf.ringbuf import RingBuffer
+from observer.cluster import ClusterDirectory, NodeRecord
 from observer.datapath.endpoints import DatapathConfig, Endpoint, EndpointManager
 from observer.datapath.state import StateDir
 from observer.enrich.resolver import EndpointInfo, ResolverSnapshot, StaticResolver
@@ -59,6 +60,7 @@ from observer.policy import Policy
 from observer.server.agentapi import AgentServicer
 from observer.server.observer import FlowStreamServicer, NodeInfo, ObserverServicer
 from observer.server.peer import PeerServicer
+from observer.server.tls import hubble_server_name, server_credentials
 from observer.store import FlowStore
 from observer.store.ring import EntryKind
 
@@ -72,23 +74,6 @@ HEALTH_SERVICE = "hubble.server.Observer"
 LOST_POLL_S = 1.0
 
 
-class _SelfPeers:
-    """PeerSource announcing this node only."""
-
-    def __init__(self, node: NodeInfo) -> None:
-        self._node = node
-
-    def peers(self) -> list[Any]:
-        return [self._node]
-
-    async def wait_changed(self) -> None:
-        await asyncio.Event().wait()
-
-    @property
-    def tls_server_name(self) -> str:
-        return self._node.tls_server_name
-
-
 class Agent:
     def __init__(self, cfg: AgentConfig, out: BinaryIO | None = None) -> None:
         cfg.validate()
@@ -96,6 +81,14 @@ class Agent:
         self.node = NodeInfo(
             name=cfg.absolute_node_name,
             address=cfg.listen_address or f"unix://{cfg.socket_path}",
+            tls=bool(cfg.tls_cert_file),
+            tls_server_name=(
+                hubble_server_name(cfg.short_node_name, cfg.cluster_name) if cfg.tls_cert_file else ""
+            ),
+        )
+        self.cluster = ClusterDirectory(
+            cfg.cluster_dir or None,
+            NodeRecord(self.node.name, self.node.address, self.node.tls_server_name),
         )
         self.store = FlowStore(cfg.max_flows)
         self.resolver = StaticResolver()
@@ -362,7 +355,7 @@ class Agent:
     def _add_public_services(self, server: grpc.aio.Server) -> None:
         observer_pb2_grpc.add_ObserverServicer_to_server(ObserverServicer(self.store, self.node, metrics=self.metrics), server)
         agent_pb2_grpc.add_FlowStreamServicer_to_server(FlowStreamServicer(self.store, self.node, metrics=self.metrics), server)
-        peer_pb2_grpc.add_PeerServicer_to_server(PeerServicer(_SelfPeers(self.node)), server)
+        peer_pb2_grpc.add_PeerServicer_to_server(PeerServicer(self.cluster), server)
         health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         self._health.append(health_servicer)
@@ -397,7 +390,15 @@ class Agent:
             tcp = grpc.aio.server()
             self._add_public_services(tcp)
             reflection.enable_server_reflection(names, tcp)
-            port = tcp.add_insecure_port(self.cfg.listen_address)
+            if self.cfg.tls_cert_file:
+                creds = server_credentials(
+                    self.cfg.tls_cert_file,
+                    self.cfg.tls_key_file,
+                    list(self.cfg.tls_client_ca_files) or None,
+                )
+                port = tcp.add_secure_port(self.cfg.listen_address, creds)
+            else:
+                port = tcp.add_insecure_port(self.cfg.listen_address)
             if port == 0:
                 raise ConfigError(f"--listen-address: cannot listen on {self.cfg.listen_address}")
             await tcp.start()
@@ -416,6 +417,7 @@ class Agent:
         await asyncio.to_thread(self._open_datapath)
         try:
             await self._start_servers()
+            self.cluster.register()
             if self.cfg.metrics_address:
                 serve_metrics(self.cfg.metrics_address, self.metrics)
             log.info(
@@ -437,6 +439,7 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await ingest
         finally:
+            self.cluster.unregister()
             for server in self._servers:
                 await server.stop(grace=0.5)
             with contextlib.suppress(FileNotFoundError):

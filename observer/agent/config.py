@@ -40,6 +40,10 @@ class AgentConfig:
     poll_interval_ms: int = 10
     print_flows: bool = False
     metrics_address: str = ""
+    cluster_dir: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_files: tuple[str, ...] = ()
 
     @property
     def short_node_name(self) -> str:
@@ -66,5 +70,11 @@ class AgentConfig:
             raise ConfigError(f"--ring-bytes: {self.ring_bytes} must be a power of two >= 4096")
         if not 1 <= self.poll_interval_ms <= 1000:
             raise ConfigError("--poll-interval-ms must be between 1 and 1000")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ConfigError("--tls-cert-file and --tls-key-file go together")
+        if self.tls_cert_file and not self.listen_address:
+            raise ConfigError("--tls-cert-file needs --listen-address (TLS is for the TCP listener)")
+        if self.tls_client_ca_files and not self.tls_cert_file:
+            raise ConfigError("--tls-client-ca-files needs --tls-cert-file")
         if self.report_interval_s <= 0:
             raise ConfigError("--monitor-interval must be positive")

@@ -8,7 +8,7 @@ cluster directory (several agents on one machine, see observer/cluster.py).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
 import grpc
@@ -17,13 +17,18 @@ from observer.api.v1.peer import peer_pb2, peer_pb2_grpc
 
 
 class PeerRecord(Protocol):
-    name: str
-    address: str
-    tls_server_name: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def tls_server_name(self) -> str: ...
 
 
 class PeerSource(Protocol):
-    def peers(self) -> list[PeerRecord]: ...
+    def peers(self) -> Sequence[PeerRecord]: ...
 
     async def wait_changed(self) -> None: ...
 

@@ -22,7 +22,14 @@ from observer.api.v1.hubblectl import agent_pb2, agent_pb2_grpc
 from observer.api.v1.observer import observer_pb2, observer_pb2_grpc
 from observer.api.v1.relay import relay_pb2
 from observer.metrics import AgentMetrics
-from observer.server.query import InvalidRequest, compile_request, iter_batches, mask_flow
+from observer.server.query import (
+    InvalidRequest,
+    compile_request,
+    is_plain,
+    iter_batches,
+    iter_data_batches,
+    mask_flow,
+)
 from observer.store import FlowStore
 from observer.store.ring import EntryKind
 
@@ -177,6 +184,12 @@ class FlowStreamServicer(agent_pb2_grpc.FlowStreamServicer):
         except InvalidRequest as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         await _send_version(context)
+        if is_plain(query):
+            async for chunk in iter_data_batches(
+                self._store, query, self._node.name, self._now_ns, metrics=self._metrics
+            ):
+                yield agent_pb2.FlowBatch(json_lines=b"\n".join(chunk) + b"\n", count=len(chunk))
+            return
         async for batch in iter_batches(self._store, query, self._node.name, self._now_ns, metrics=self._metrics):
             parts: list[bytes] = []
             size = 0

@@ -257,6 +257,42 @@ class FlowStore:
             yield entry
             cursor += 1
 
+    def data_range(self, start: int, end: int) -> list[bytes]:
+        """The stored bytes of sequences ``[start, end)`` (clamped to what is stored), by
+        list slicing: the fast path for unfiltered reads, with no per-entry objects."""
+        start = max(start, self.oldest_seq)
+        end = min(end, self._next)
+        if start >= end:
+            return []
+        mask = self._mask
+        lo, hi = start & mask, (end - 1) & mask
+        data = self._data
+        out = data[lo : hi + 1] if lo <= hi else data[lo:] + data[: hi + 1]
+        return out  # type: ignore[return-value]  # stored slots are never None
+
+    def _count_lost(self, start: int, end: int) -> int:
+        """LOST entries among sequences ``[start, end)`` (bytearray.count: no Python loop)."""
+        if start >= end:
+            return 0
+        mask = self._mask
+        lo, hi = start & mask, (end - 1) & mask
+        kinds = self._kind
+        if lo <= hi:
+            return kinds.count(_LOST, lo, hi + 1)
+        return kinds.count(_LOST, lo) + kinds.count(_LOST, 0, hi + 1)
+
+    def first_n_end(self, n: int) -> int:
+        """The sequence to stop before to read the first ``n`` non-LOST entries (no predicate)."""
+        oldest = self.oldest_seq
+        if n <= 0:
+            return self._next
+        end = min(self._next, oldest + n)
+        while True:
+            want = min(self._next, oldest + n + self._count_lost(oldest, end))
+            if want == end:
+                return end
+            end = want
+
     def last_n_start(self, n: int, predicate: EntryPredicate | None = None) -> int:
         """The sequence to read forward from to see the last ``n`` matching entries.
 
@@ -267,7 +303,12 @@ class FlowStore:
         if n <= 0:
             return oldest
         if predicate is None:
-            return max(oldest, self._next - n)
+            start = max(oldest, self._next - n)
+            while True:  # LOST entries do not count: widen until n flows are covered
+                want = max(oldest, self._next - n - self._count_lost(start, self._next))
+                if want == start:
+                    return start
+                start = want
         found = 0
         kinds, mask = self._kind, self._mask
         for seq in range(self._next - 1, oldest - 1, -1):
@@ -370,6 +411,19 @@ class Follower:
         entries = tuple(store._entry(seq) for seq in range(self._cursor, end))
         self._cursor = end
         return FollowBatch(lost, entries)
+
+    def poll_data(self, limit: int) -> tuple[int, list[bytes]]:
+        """Like ``poll`` but returns only the stored bytes (no Entry objects): (lost, data)."""
+        store = self._store
+        oldest = store.oldest_seq
+        lost = 0
+        if self._cursor < oldest:
+            lost = oldest - self._cursor
+            self._cursor = oldest
+        end = min(store.next_seq, self._cursor + max(0, limit))
+        data = store.data_range(self._cursor, end)
+        self._cursor = end
+        return lost, data
 
     async def wait(self) -> None:
         """Return once there is something to read at the cursor."""

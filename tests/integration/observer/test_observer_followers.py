@@ -47,7 +47,7 @@ FLOWS: Final = int(os.environ.get("HUBBLECTL_STRESS_FLOWS", "12000"))
 CAPACITY: Final = int(os.environ.get("HUBBLECTL_STRESS_CAPACITY", "8191"))
 BATCH: Final = 250
 RATE: Final = float(os.environ.get("HUBBLECTL_STRESS_RATE", "1000"))  # flows/s appended
-MAX_LATENESS_S: Final = 5.0  # a stall, not a hiccup: this machine is shared and small
+MAX_LATENESS_S: Final = 10.0  # a stall, not a hiccup: the machine is small and may be shared
 BASE_NS: Final = 1_795_705_200_000_000_000  # 2026-11-26T15:00:00Z
 CLIENT: Final = Path(__file__).resolve().parent / "follower_client.py"
 

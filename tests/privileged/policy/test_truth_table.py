@@ -202,7 +202,10 @@ CASES = (
                             "ingress": [
                                 {
                                     "from": [
-                                        {"namespaceSelector": in_ns("y"), "podSelector": pods(pod="b")}
+                                        {
+                                            "namespaceSelector": in_ns("y"),
+                                            "podSelector": pods(pod="b"),
+                                        }
                                     ]
                                 }
                             ],
@@ -248,7 +251,9 @@ CASES = (
                         "udp-80",
                         {
                             "endpointSelector": pods(pod="a"),
-                            "ingress": [{"toPorts": [{"ports": [{"port": "80", "protocol": "UDP"}]}]}],
+                            "ingress": [
+                                {"toPorts": [{"ports": [{"port": "80", "protocol": "UDP"}]}]}
+                            ],
                         },
                     ),
                     # Cilium: no protocol = ANY
@@ -286,7 +291,9 @@ CASES = (
                         "tcp-80-81",
                         {
                             "podSelector": {},
-                            "ingress": [{"ports": [{"protocol": "TCP", "port": 80, "endPort": 81}]}],
+                            "ingress": [
+                                {"ports": [{"protocol": "TCP", "port": 80, "endPort": 81}]}
+                            ],
                         },
                     ),
                     cnp(
@@ -297,7 +304,11 @@ CASES = (
                             "ingress": [
                                 {
                                     "toPorts": [
-                                        {"ports": [{"port": "81", "endPort": 100, "protocol": "ANY"}]}
+                                        {
+                                            "ports": [
+                                                {"port": "81", "endPort": 100, "protocol": "ANY"}
+                                            ]
+                                        }
                                     ]
                                 }
                             ],
@@ -426,6 +437,15 @@ CASES = (
                             ],
                         },
                     ),
+                    # Cilium: toPorts without a peer = to anyone on those ports
+                    cnp(
+                        "y",
+                        "c-to-80",
+                        {
+                            "endpointSelector": pods(pod="c"),
+                            "egress": [{"toPorts": [{"ports": [{"port": "80"}]}]}],
+                        },
+                    ),
                     knp(
                         "z",
                         "to-a-udp-81",
@@ -449,6 +469,9 @@ CASES = (
                     "z/c z/a udp/81 .",
                     "z/c z/a tcp/81 X",
                     "z/c x/a udp/81 X",
+                    "y/c x/b tcp/80 .",
+                    "y/c z/a udp/80 .",
+                    "y/c y/a tcp/81 X",
                 ),
             ),
         ),
@@ -472,7 +495,14 @@ CASES = (
                         {
                             "podSelector": {},
                             "ingress": [
-                                {"from": [{"namespaceSelector": in_ns("x"), "podSelector": pods(pod="b")}]}
+                                {
+                                    "from": [
+                                        {
+                                            "namespaceSelector": in_ns("x"),
+                                            "podSelector": pods(pod="b"),
+                                        }
+                                    ]
+                                }
                             ],
                         },
                     ),
@@ -492,7 +522,10 @@ CASES = (
                         {
                             "podSelector": pods(pod="a"),
                             "ingress": [
-                                {"from": [{"namespaceSelector": in_ns("y")}], "ports": [{"port": 80}]}
+                                {
+                                    "from": [{"namespaceSelector": in_ns("y")}],
+                                    "ports": [{"port": 80}],
+                                }
                             ],
                         },
                     ),
@@ -516,6 +549,109 @@ CASES = (
                     "z/c x/a udp/81 .",
                     "z/c x/a tcp/80 X",
                     "x/b x/a * X",
+                ),
+            ),
+        ),
+    ),
+    Case(
+        # Cilium: a policy with only deny rules still puts its subjects into default deny
+        # for that direction, unless enableDefaultDeny says otherwise.
+        "deny-only-policy",
+        (
+            Step(
+                apply=(
+                    cnp(
+                        "y",
+                        "deny-x-only",
+                        {
+                            "endpointSelector": pods(pod="a"),
+                            "ingressDeny": [{"fromEndpoints": [{"matchLabels": {NS_KEY: "x"}}]}],
+                        },
+                    ),
+                    cnp(
+                        "z",
+                        "deny-x-no-default",
+                        {
+                            "endpointSelector": pods(pod="a"),
+                            "enableDefaultDeny": {"ingress": False},
+                            "ingressDeny": [{"fromEndpoints": [{"matchLabels": {NS_KEY: "x"}}]}],
+                        },
+                    ),
+                ),
+                checks=checks(
+                    "x/a y/a * X",
+                    "z/a y/a * X",
+                    "y/b y/a * X",
+                    "x/b z/a * X",
+                    "y/b z/a * .",
+                    "z/b z/a * .",
+                ),
+            ),
+        ),
+    ),
+    Case(
+        "selector-expressions",
+        (
+            Step(
+                apply=(
+                    knp(
+                        "x",
+                        "not-a-from-bc-in-yz",
+                        {
+                            "podSelector": {
+                                "matchExpressions": [
+                                    {"key": "pod", "operator": "NotIn", "values": ["a"]}
+                                ]
+                            },
+                            "ingress": [
+                                {
+                                    "from": [
+                                        {
+                                            "namespaceSelector": {
+                                                "matchExpressions": [
+                                                    {
+                                                        "key": NAMESPACE_NAME_LABEL,
+                                                        "operator": "In",
+                                                        "values": ["y", "z"],
+                                                    }
+                                                ]
+                                            },
+                                            "podSelector": {
+                                                "matchExpressions": [
+                                                    {
+                                                        "key": "pod",
+                                                        "operator": "In",
+                                                        "values": ["b", "c"],
+                                                    }
+                                                ]
+                                            },
+                                        }
+                                    ]
+                                }
+                            ],
+                        },
+                    ),
+                    # namespaceSelector {} = every namespace
+                    knp(
+                        "y",
+                        "from-any-c",
+                        {
+                            "podSelector": pods(pod="a"),
+                            "ingress": [
+                                {"from": [{"namespaceSelector": {}, "podSelector": pods(pod="c")}]}
+                            ],
+                        },
+                    ),
+                ),
+                checks=checks(
+                    "y/b x/b * .",
+                    "z/c x/c * .",
+                    "y/a x/b * X",
+                    "x/c x/b * X",
+                    "y/a x/a * .",
+                    "x/c y/a * .",
+                    "z/c y/a * .",
+                    "z/b y/a * X",
                 ),
             ),
         ),
@@ -622,7 +758,10 @@ CASES = (
                 checks=checks("z/c y/a * X", "x/b y/a * X", "x/a x/b * ."),
             ),
             Step(
-                relabel=(("z/c", {"pod": "c", "role": "friend"}), ("x/b", {"pod": "b", "role": "locked"})),
+                relabel=(
+                    ("z/c", {"pod": "c", "role": "friend"}),
+                    ("x/b", {"pod": "b", "role": "locked"}),
+                ),
                 checks=checks("z/c y/a * .", "z/b y/a * X", "x/a x/b * X", "x/b x/a * ."),
             ),
             Step(
@@ -730,7 +869,9 @@ def _delete_policy(cluster: Cluster, pid: tuple[str, str, str]) -> None:
     cluster.agent.cli("policy", "delete", f"{ns}/{name}", "--kind", KIND_FLAG[kind])
 
 
-def _restore(cluster: Cluster, applied: dict[tuple[str, str, str], Doc], relabelled: set[str]) -> None:
+def _restore(
+    cluster: Cluster, applied: dict[tuple[str, str, str], Doc], relabelled: set[str]
+) -> None:
     """Delete what is still applied and give relabelled pods their default labels back."""
     for pid in list(applied):
         _delete_policy(cluster, pid)
@@ -788,7 +929,12 @@ def test_truth_table(cluster: Cluster, case: Case, tmp_path: Path) -> None:
                 print(
                     "\nKubernetes e2e reading (ipBlock/CIDR matches pod IPs) vs ours:\n"
                     + render_comparison(
-                        k8s, expected, cluster.keys, expected_name="k8s-e2e", observed_name="cilium"
+                        k8s,
+                        expected,
+                        cluster.keys,
+                        expected_name="k8s-e2e",
+                        observed_name="cilium",
+                        limit=8,
                     )
                 )
         _restore(cluster, applied, relabelled)

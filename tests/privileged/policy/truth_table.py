@@ -49,7 +49,6 @@ import os
 import select
 import subprocess
 import sys
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -504,9 +503,7 @@ def _side_by_side(blocks: Sequence[list[str]], gap: int = 4) -> str:
     out = []
     for i in range(rows):
         out.append(
-            "".join(
-                (block[i] if i < len(block) else "").ljust(width) for block in blocks
-            ).rstrip()
+            "".join((block[i] if i < len(block) else "").ljust(width) for block in blocks).rstrip()
         )
     return "\n".join(out)
 
@@ -519,9 +516,11 @@ def render_comparison(
     expected_name: str = "expected",
     observed_name: str = "observed",
     details: Mapping[Cell, str] | None = None,
+    limit: int = 60,
 ) -> str:
     """Expected, observed and comparison tables for every target with a disagreement
-    (comparison: ``.`` = agree, ``X`` = disagree), then one line per disagreement."""
+    (comparison: ``.`` = agree, ``X`` = disagree), then one line per disagreement (at most
+    ``limit`` of them)."""
     bad = sorted(c for c in expected if expected[c] != observed[c])
     if not bad:
         return "no disagreement"
@@ -551,12 +550,14 @@ def render_comparison(
         )
         out.append(_side_by_side(blocks))
     word = {True: "allowed", False: "blocked"}
-    for c in bad:
+    for c in bad[:limit]:
         extra = f" ({details[c]})" if details and c in details else ""
         out.append(
             f"  {c[0]} -> {c[1]} {c[2]}: {expected_name} {word[expected[c]]}, "
             f"{observed_name} {word[observed[c]]}{extra}"
         )
+    if len(bad) > limit:
+        out.append(f"  ... and {len(bad) - limit} more")
     return "\n".join(out)
 
 
@@ -693,9 +694,7 @@ class Cluster:
         """TracePolicy for every (from, to, target) with from != to, over gRPC."""
         from observer.api.v1.hubblectl import agent_pb2
 
-        cells = [
-            (s, d, t) for s in self.keys for d in self.keys if s != d for t in TARGETS
-        ]
+        cells = [(s, d, t) for s in self.keys for d in self.keys if s != d for t in TARGETS]
 
         def one(cell: Cell) -> TraceResult:
             proto, port = cell[2].split("/")
@@ -722,12 +721,3 @@ def running_cluster(agent: PolicyAgent, stub: Any) -> Iterator[Cluster]:
         yield cluster
     finally:
         cluster.close()
-
-
-def wait_until(check: Any, timeout: float, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    last = check()
-    while not last and time.monotonic() < deadline:
-        time.sleep(interval)
-        last = check()
-    return last

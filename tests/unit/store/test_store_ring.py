@@ -155,7 +155,11 @@ def test_last_n_start(n: int, predicate: Any, expected: int) -> None:
 
 def test_last_n_start_skips_lost_and_empty_store() -> None:
     store = filled(7, [1, 2, 3], [FLOW, FLOW, LOST])
-    assert store.last_n_start(1) == 2
+    assert store.last_n_start(1) == 1  # LOST entries never count, with or without a predicate
+    assert store.first_n_end(1) == 1
+    assert store.first_n_end(2) == 2
+    assert store.first_n_end(5) == 3
+    assert store.data_range(0, 3) == [e.data for e in store.select()]
     assert store.last_n_start(1, lambda e: True) == 1
     assert FlowStore(7).last_n_start(5) == 0
 
@@ -362,3 +366,23 @@ def test_append_stores_exact_size_copy(compact: bool, payload: bytes) -> None:
     assert entry.data == payload
     assert type(entry.data) is bytes
     assert (entry.data is payload) is (not compact)
+
+
+@pytest.mark.parametrize("total", [3, 7, 8, 13, 20], ids=lambda n: f"appended-{n}")
+def test_data_range_matches_select_across_wraparound(total: int) -> None:
+    store = filled(7, list(range(total)))
+    assert store.data_range(0, store.next_seq) == [e.data for e in store.select()]
+    mid = store.oldest_seq + 2
+    assert store.data_range(mid, mid + 3) == [e.data for e in store.select()][2:5]
+
+
+def test_poll_data_reports_lapping_like_poll() -> None:
+    store = FlowStore(7)
+    follower = store.follower(0)
+    twin = store.follower(0)
+    for i in range(20):
+        store.append(i, FLOW, b"%d" % i)
+    lost, data = follower.poll_data(100)
+    batch = twin.poll(100)
+    assert (lost, data) == (batch.lost, [e.data for e in batch.entries])
+    assert lost == 13 and data[0] == b"13"

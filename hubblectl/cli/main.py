@@ -6,6 +6,7 @@ stderr and exits non-zero; a traceback only with --debug (or HUBBLECTL_DEBUG=1).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -20,7 +21,36 @@ from observer.errors import ObserverError
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+# Commands are imported when used: `hubblectl observe` should not pay for the relay's or
+# the agent's imports (start-up time is most of a short `observe --last 20`).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "agent": ("hubblectl.cli.agent", "agent"),
+    "certs": ("hubblectl.cli.certs", "certs"),
+    "demo": ("hubblectl.cli.demo", "demo"),
+    "endpoint": ("hubblectl.cli.endpoint", "endpoint"),
+    "list": ("hubblectl.cli.list_", "list_"),
+    "observe": ("hubblectl.cli.observe", "observe"),
+    "policy": ("hubblectl.cli.policy", "policy"),
+    "relay": ("hubblectl.cli.relay", "relay"),
+    "status": ("hubblectl.cli.status", "status"),
+    "version": ("hubblectl.cli.version", "version"),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            module, attr = COMMANDS[cmd_name]
+            command = getattr(importlib.import_module(module), attr)
+            assert isinstance(command, click.Command)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
 @click.option("--debug", is_flag=True, envvar="HUBBLECTL_DEBUG", help="Debug logging and tracebacks.")
 @click.version_option(__version__, "--version", prog_name="hubblectl")
 @click.pass_context
@@ -36,29 +66,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-
-
-def _register() -> None:
-    from hubblectl.cli import agent, certs, demo, endpoint, policy, relay
-
-    cli.add_command(agent.agent)
-    cli.add_command(relay.relay)
-    cli.add_command(certs.certs)
-    cli.add_command(demo.demo)
-    cli.add_command(endpoint.endpoint)
-    cli.add_command(policy.policy)
-    try:
-        from hubblectl.cli import list_ as list_cmd
-        from hubblectl.cli import observe, status, version
-    except ImportError:  # pragma: no cover - during development of those modules
-        return
-    cli.add_command(observe.observe)
-    cli.add_command(status.status)
-    cli.add_command(list_cmd.list_)
-    cli.add_command(version.version)
-
-
-_register()
 
 
 def _debug_requested(argv: list[str]) -> bool:

@@ -18,7 +18,8 @@ Semantics the model encodes (and the reason for each):
 
 * A pod is isolated for a direction when any policy selecting it enforces that direction
   (Kubernetes: ``policyTypes``, default Ingress plus Egress when egress rules exist;
-  Cilium: the spec has the key ``ingress``/``ingressDeny`` (``egress``/``egressDeny``)).
+  Cilium: the spec has the key ``ingress``/``ingressDeny`` (``egress``/``egressDeny``),
+  deny-only specs included, unless ``enableDefaultDeny`` turns that direction off).
   Traffic then needs an allow rule of a selecting policy, and no deny rule may match (deny
   wins over allow, whatever the kinds).
 * A connection passes when egress at the source and ingress at the destination pass;
@@ -414,7 +415,9 @@ def _policy_says(
         if not selector_matches(spec.get("endpointSelector"), subject.selector_labels()):
             return None
         allow_key, deny_key = ("ingress", "ingressDeny") if ingress else ("egress", "egressDeny")
-        enforces = allow_key in spec or deny_key in spec
+        # enableDefaultDeny: {<direction>: false} keeps deny rules, drops the default deny
+        default_deny = (spec.get("enableDefaultDeny") or {}).get(allow_key, True) is not False
+        enforces = (allow_key in spec or deny_key in spec) and default_deny
         allows = any(
             _cilium_rule_matches(r, ns, peer, proto, port, ingress, sem)
             for r in spec.get(allow_key) or []

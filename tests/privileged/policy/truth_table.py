@@ -24,8 +24,12 @@ Semantics the model encodes (and the reason for each):
   wins over allow, whatever the kinds).
 * A connection passes when egress at the source and ingress at the destination pass;
   replies are not subject to policy.
+* A namespaced policy selects subjects of its own namespace only; Cilium even replaces a
+  namespace ``matchLabels`` of an ``endpointSelector`` by the policy's namespace. A
+  CiliumClusterwideNetworkPolicy selects subjects in every namespace.
 * Cilium ``fromEndpoints``/``toEndpoints`` without a namespace label select pods of the
-  policy's namespace; with ``io.kubernetes.pod.namespace`` they select by it. A rule with
+  policy's namespace (every namespace for a clusterwide policy); with
+  ``io.kubernetes.pod.namespace`` they select by it. A rule with
   ``toPorts`` but no peer field allows those ports from/to anyone; an empty rule ``{}``
   allows nothing. ``protocol`` absent or ANY = TCP and UDP (and SCTP).
 * Kubernetes ``from``/``to`` absent or empty = every peer; ``podSelector`` alone = pods of
@@ -188,7 +192,8 @@ for line in sys.stdin:
 
 
 def _read_line(proc: subprocess.Popen[str], timeout: float, what: str) -> str:
-    """One line of ``proc``'s stdout within ``timeout`` seconds."""
+    """One line of ``proc``'s stdout within ``timeout`` seconds. (select() sees the pipe,
+    not Python's buffer: fine here, the processes answer one line per request.)"""
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
     if not ready:
@@ -328,7 +333,12 @@ def _cilium_rule_matches(
         peer_ok = False
         for sel in rule.get(f"{prefix}Endpoints") or []:
             sel = sel or {}
-            same_ns = POD_NAMESPACE_LABEL in _selector_keys(sel) or peer.namespace == policy_ns
+            # a clusterwide policy's selectors span every namespace
+            same_ns = (
+                not policy_ns
+                or POD_NAMESPACE_LABEL in _selector_keys(sel)
+                or peer.namespace == policy_ns
+            )
             peer_ok |= same_ns and selector_matches(sel, peer.selector_labels())
         for cidr in rule.get(f"{prefix}CIDR") or []:
             peer_ok |= sem.cidr_selects_pods and _in_cidr(peer.ip, {"cidr": cidr})
@@ -395,7 +405,7 @@ def _policy_says(
 ) -> _Say | None:
     kind, ns, _ = policy_id(doc)
     spec = doc["spec"]
-    if subject.namespace != ns:
+    if ns and subject.namespace != ns:  # a namespaced policy selects its namespace only
         return None
     if kind == "NetworkPolicy":
         if not selector_matches(spec.get("podSelector"), subject.selector_labels()):
@@ -411,8 +421,17 @@ def _policy_says(
             for r in spec.get(section) or []
         )
         return _Say(True, allows, False)
-    if kind == "CiliumNetworkPolicy":
-        if not selector_matches(spec.get("endpointSelector"), subject.selector_labels()):
+    if kind in ("CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy"):
+        selector = dict(spec.get("endpointSelector") or {})
+        if ns:
+            # Cilium overwrites a namespace matchLabel of a namespaced policy's
+            # endpointSelector with the policy's own namespace (and logs a warning).
+            selector["matchLabels"] = {
+                k: v
+                for k, v in (selector.get("matchLabels") or {}).items()
+                if _bare(k) != POD_NAMESPACE_LABEL
+            }
+        if not selector_matches(selector, subject.selector_labels()):
             return None
         allow_key, deny_key = ("ingress", "ingressDeny") if ingress else ("egress", "egressDeny")
         # enableDefaultDeny: {<direction>: false} keeps deny rules, drops the default deny
@@ -582,7 +601,7 @@ class TraceResult:
     decided_by: str
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class _PodProcs:
     server: subprocess.Popen[str]
     prober: subprocess.Popen[str]
@@ -595,7 +614,7 @@ class Cluster:
     agent: PolicyAgent
     stub: Any
     probe_timeout: float = 1.0
-    retry_timeout: float = 1.0
+    retry_timeout: float = 2.0
     pods: dict[str, Pod] = field(default_factory=dict)
     procs: dict[str, _PodProcs] = field(default_factory=dict)
     #: Next source port to hand out, per source pod (never reused: see PROBER_PY).

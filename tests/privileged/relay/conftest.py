@@ -4,6 +4,8 @@
   127.0.0.1 plus a shared ``--cluster-dir``; each with ``default/client`` and
   ``default/server`` and some traffic between them. Everything is removed at the end of the
   module, even when a test or the setup fails (multinode_harness.Cluster.close).
+* ``tls_cluster``: the same with mutual TLS: certificates from ``hubblectl certs``, each agent
+  serving TLS with its node certificate and requiring client certificates from the CA.
 * ``make_relay``: ``hubblectl relay`` subprocesses, stopped at the end of the test;
   ``make_follow``: ``hubblectl observe --follow`` subprocesses, ended at the end of the test.
 
@@ -25,7 +27,7 @@ for _dir in (_TESTS / "privileged" / "agent", _TESTS / "integration" / "observer
     if str(_dir) not in sys.path:
         sys.path.insert(0, str(_dir))
 
-from multinode_harness import Cluster, FollowStream, RelayProcess  # noqa: E402
+from multinode_harness import Certs, Cluster, FollowStream, RelayProcess  # noqa: E402
 
 NODES = ("node-a", "node-b", "node-c")
 
@@ -35,6 +37,19 @@ def cluster(
     privileged_env: None, bpf_build_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
     c = Cluster(tmp_path_factory.mktemp("relay"), NODES)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(
+    privileged_env: None, bpf_build_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    tmp = tmp_path_factory.mktemp("relay-tls")
+    c = Cluster(tmp, NODES, certs=Certs.make(tmp / "certs", NODES))
     try:
         c.start()
         yield c

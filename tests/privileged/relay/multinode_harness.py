@@ -274,6 +274,7 @@ class RelayProcess:
             if "hubblectl relay ready" in self.log.read_text():
                 return self
             time.sleep(0.05)
+        self.stop()
         raise AssertionError(f"relay did not become ready:\n{self.log.read_text()}")
 
     def stop(self) -> None:
@@ -290,6 +291,11 @@ class RelayProcess:
 
     def cli(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return hubblectl(*args, "--server", self.address, *self.client_flags, check=check, timeout=timeout)
+
+    @staticmethod
+    def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Any ``hubblectl`` command, its failure returned rather than raised."""
+        return hubblectl(*args, check=False, timeout=timeout)
 
     def flows(self, *args: str) -> list[dict[str, Any]]:
         """``observe -o json`` through the relay: the flow responses (node events go to stderr)."""

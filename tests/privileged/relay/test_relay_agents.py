@@ -7,13 +7,17 @@ its own for the same request over a closed time window (``--until`` in the past)
 comparisons are exact although the agents keep recording flows (IPv6 router solicitations).
 
 The last test kills one agent with SIGKILL while follow streams run through both relays, and
-restarts it on the same port.
+restarts it on the same port. The stock ``hubble`` CLI is emulated with the requests of
+tests/integration/observer/test_observer_hubble_compat.py (imported, not copied).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Final
 
 import grpc
@@ -22,10 +26,12 @@ import test_observer_hubble_compat as hubble
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from multinode_harness import Cluster, FollowStream, Item, RelayProcess
+from observer_harness import HEALTH_SERVICE
 
 from observer.api.v1.flow import flow_pb2
 from observer.api.v1.observer import observer_pb2, observer_pb2_grpc
 from observer.api.v1.relay import relay_pb2
+from observer.cluster import ClusterDirectory, NodeRecord
 from observer.parser.timestamps import format_timestamp
 from observer.relay.merge import parse_rfc3339_ns
 
@@ -38,14 +44,14 @@ DISCOVERY: Final = "discovery"
 
 
 def _time_ns(resp: dict[str, Any]) -> int:
-    return parse_rfc3339_ns(resp["flow"]["time"])  # type: ignore[no-any-return]
+    return parse_rfc3339_ns(resp["flow"]["time"])
 
 
 def _uuids(flows: list[dict[str, Any]]) -> list[str]:
     return [r["flow"]["uuid"] for r in flows]
 
 
-def _start_relay(tmp: Any, *args: str) -> RelayProcess:
+def _start_relay(tmp: Path, *args: str) -> RelayProcess:
     return RelayProcess(tmp, *args, *RELAY_TIMING).start()
 
 
@@ -88,20 +94,43 @@ def until(cluster: Cluster) -> str:
 # --- merged history ---------------------------------------------------------------------------
 
 
+def _query(relay: RelayProcess, cluster: Cluster, *args: str) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]:
+    """The same ``observe -o json`` through the relay and on each agent (concurrently)."""
+    with ThreadPoolExecutor(max_workers=1 + len(cluster.agents)) as pool:
+        merged = pool.submit(relay.flows, *args)
+        own = [pool.submit(a.flows, *args) for a in cluster.agents]
+        return merged.result(), [[r for r in f.result() if "flow" in r] for f in own]
+
+
+def _in_order(streams: list[list[dict[str, Any]]]) -> bool:
+    return all(s == sorted(s, key=_time_ns) for s in streams)
+
+
+def _check_merge(
+    got: list[dict[str, Any]],
+    own: list[list[dict[str, Any]]],
+    select: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] = lambda x: x,
+) -> None:
+    """``got`` (through the relay) is ``select`` of the agents' answers ``own`` in time order:
+    the same flows, unchanged, none twice, none invented. The exact order is checked when each
+    agent's own answer is in time order (an agent's store is in ingest order, which can differ
+    from time order by per-CPU skew; then the relay cannot restore the order exactly)."""
+    by_uuid = {r["flow"]["uuid"]: r for stream in own for r in stream}
+    assert len(set(_uuids(got))) == len(got), "no flow twice"
+    assert all(r == by_uuid.get(r["flow"]["uuid"]) for r in got), "flows pass the relay unchanged"
+    expected = select(sorted(by_uuid.values(), key=_time_ns))
+    if _in_order(own):
+        assert _uuids(got) == _uuids(expected)
+    else:
+        assert len(got) == len(expected)
+
+
 def test_all_nodes_flows_in_time_order(relay: RelayProcess, cluster: Cluster, until: str) -> None:
-    merged = relay.flows("--until", until)
-    names = {r["flow"]["node_name"] for r in merged}
-    assert names == {a.absolute_name for a in cluster.agents}
-    times = [_time_ns(r) for r in merged]
-    assert times == sorted(times), "the merged stream is in time order"
-    # nothing lost, nothing added, each node's own order kept
-    for agent in cluster.agents:
-        own = [r for r in agent.flows("--until", until) if "flow" in r]
-        assert own, agent.name
-        via_relay = [r for r in merged if r["flow"]["node_name"] == agent.absolute_name]
-        assert _uuids(via_relay) == _uuids(own), agent.name
-        assert via_relay == own, "flows pass the relay unchanged"
-    assert len(set(_uuids(merged))) == len(merged)
+    merged, own = _query(relay, cluster, "--until", until)
+    assert {r["flow"]["node_name"] for r in merged} == {a.absolute_name for a in cluster.agents}
+    assert all(own), "every agent has flows"
+    _check_merge(merged, own)
+    assert sorted(_uuids(merged)) == sorted(u for stream in own for u in _uuids(stream)), "nothing lost"
     # the traffic of every node is there: its TCP exchange and its ping
     for agent in cluster.agents:
         mine = [r["flow"] for r in merged if r["flow"]["node_name"] == agent.absolute_name]
@@ -117,12 +146,9 @@ def test_number_counts_across_nodes(
     relay: RelayProcess, cluster: Cluster, until: str, selector: tuple[str, ...], newest: bool
 ) -> None:
     """--last N through the relay is the newest N of all nodes, --first N the oldest N."""
-    everything = sorted(
-        (r for a in cluster.agents for r in a.flows("--until", until) if "flow" in r), key=_time_ns
-    )
-    expected = everything[-7:] if newest else everything[:7]
-    got = relay.flows(*selector, "--until", until)
-    assert _uuids(got) == _uuids(expected)
+    got, own = _query(relay, cluster, *selector, "--until", until)
+    assert all(len(o) == 7 for o in own), "each agent is asked for N"
+    _check_merge(got, own, lambda merged: merged[-7:] if newest else merged[:7])
 
 
 FILTERS: Final = [
@@ -139,14 +165,10 @@ FILTERS: Final = [
 def test_filters_apply_across_nodes(
     relay: RelayProcess, cluster: Cluster, until: str, flags: tuple[str, ...], nodes: set[str]
 ) -> None:
-    """The relay's answer to a filter is the time-ordered union of each agent's answer."""
-    got = relay.flows("--until", until, *flags)
-    expected = sorted(
-        (r for a in cluster.agents for r in a.flows("--until", until, *flags) if "flow" in r), key=_time_ns
-    )
+    """The relay's answer to a filter is the time merge of each agent's answer."""
+    got, own = _query(relay, cluster, "--until", until, *flags)
     assert {r["flow"]["node_name"].split("/")[1] for r in got} == nodes
-    assert sorted(_uuids(got)) == sorted(_uuids(expected))
-    assert [_time_ns(r) for r in got] == [_time_ns(r) for r in expected]
+    _check_merge(got, own)
 
 
 def test_list_nodes_and_status(relay: RelayProcess, cluster: Cluster) -> None:
@@ -200,7 +222,7 @@ def hubble_channel(relay: RelayProcess) -> Iterator[grpc.Channel]:
 
 def test_hubble_status_and_list_nodes(hubble_channel: grpc.Channel, relay: RelayProcess, cluster: Cluster) -> None:
     health = health_pb2_grpc.HealthStub(hubble_channel).Check(
-        health_pb2.HealthCheckRequest(service=hubble.HEALTH_SERVICE), timeout=10
+        health_pb2.HealthCheckRequest(service=HEALTH_SERVICE), timeout=10
     )
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     stub = observer_pb2_grpc.ObserverStub(hubble_channel)
@@ -238,20 +260,24 @@ def test_hubble_observe_last(hubble_channel: grpc.Channel, cluster: Cluster) -> 
 def test_hubble_observe_follow(hubble_channel: grpc.Channel, cluster: Cluster) -> None:
     stub = observer_pb2_grpc.ObserverStub(hubble_channel)
     call = stub.GetFlows(_hubble_request(follow=True), timeout=60)
+    responses = iter(call)
     try:
-        first = next(call)
+        first = next(responses)
         assert first.node_status.state_change == relay_pb2.NODE_CONNECTED
         assert len(first.node_status.node_names) == 3
         cluster.traffic()
         seen: set[str] = set()
-        for resp in call:
+        everyone = {a.absolute_name for a in cluster.agents}
+        for resp in responses:
             if resp.WhichOneof("response_types") == "flow":
                 assert resp.flow.source.pod_name == "client"
+                assert resp.flow.l4.TCP.destination_port == 8080
                 seen.add(resp.node_name)
-            if seen == {a.absolute_name for a in cluster.agents}:
+            if seen == everyone:
                 break
+        assert seen == everyone
     finally:
-        call.cancel()
+        call.cancel()  # type: ignore[no-untyped-call]
 
 
 # --- an agent dies and comes back ------------------------------------------------------------
@@ -272,7 +298,9 @@ def test_agent_killed_and_restarted(
 ) -> None:
     """SIGKILL node-a (whose Peer service the discovery relay uses): both follow streams stay
     up, say NODE_UNAVAILABLE, status and list nodes count it; after a restart on the same
-    port the relays reconnect and node-a's new flows arrive on the same streams."""
+    port the relays reconnect and node-a's new flows arrive on the same streams. Then the
+    discovery relay is shown to follow the restarted Peer service (a node registered in the
+    cluster dir is announced, then removed)."""
     victim = cluster["node-a"]
     alias = {STATIC: victim.name, DISCOVERY: victim.absolute_name}
     streams = {kind: make_follow(relay) for kind, relay in relays.items()}
@@ -298,10 +326,20 @@ def test_agent_killed_and_restarted(
         assert "Unavailable Nodes: 1" in relay.cli("status").stdout
         nodes = relay.nodes()
         assert nodes[alias[kind]]["state"] == "NODE_UNAVAILABLE"
+        row = next(line.split() for line in relay.cli("list", "nodes").stdout.splitlines()
+                   if line.startswith(alias[kind] + " "))
+        assert row[1] == "Unavailable", row
         assert sorted(n["state"] for n in nodes.values()).count("NODE_CONNECTED") == 2
-    # the streams go on with the other nodes
+    # the streams go on with the other nodes; a new request gets their flows and the reason
     others = [a for a in cluster.agents if a is not victim]
     cluster.traffic(others)
+    for kind, relay in relays.items():
+        res = relay.cli("observe", "--last", "100", "-o", "json", "-D")
+        got = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
+        assert {r["flow"]["node_name"] for r in got if "flow" in r} == {a.absolute_name for a in others}
+        down = [json.loads(line)["node_status"] for line in res.stderr.splitlines() if "NODE_UNAVAILABLE" in line]
+        assert [d["node_names"] for d in down] == [[alias[kind]]], res.stderr
+        assert f"{victim.address} (Connection refused)" in down[0]["message"], down
     for kind, stream in streams.items():
         for agent in others:
             stream.wait_for(f"a flow of {agent.name} while {victim.name} is down",
@@ -330,3 +368,17 @@ def test_agent_killed_and_restarted(
     for kind, stream in streams.items():
         events = [(it.state, it.node_names) for it in stream.items if it.kind == "node_status"]
         assert events[1:] == [("NODE_UNAVAILABLE", [alias[kind]]), ("NODE_CONNECTED", [alias[kind]])], events
+
+    # the discovery relay follows the restarted agent's Peer service again: a node registered
+    # now is announced (and reported down: nothing listens at its address), then removed
+    stream, mark = streams[DISCOVERY], len(streams[DISCOVERY].items)
+    ghost = ClusterDirectory(str(cluster.cluster_dir), NodeRecord("default/node-x", "127.0.0.1:1"))
+    ghost.register()
+    try:
+        stream.wait_for("NODE_UNAVAILABLE default/node-x", _is_state("NODE_UNAVAILABLE", "default/node-x"),
+                        start=mark, timeout=20)
+        assert relays[DISCOVERY].nodes()["default/node-x"]["state"] == "NODE_UNAVAILABLE"
+    finally:
+        ghost.unregister()
+    stream.wait_for("NODE_GONE default/node-x", _is_state("NODE_GONE", "default/node-x"), start=mark, timeout=20)
+    assert "default/node-x" not in relays[DISCOVERY].nodes()

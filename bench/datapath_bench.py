@@ -5,7 +5,9 @@ Method: start a private agent (own state dir, socket, pins, netns prefix, pod ra
 two endpoints, run iperf3 (-t SECONDS, one stream) client -> server three times alternating
 "attached" and "bare" (tc filters removed with `tc filter del`, re-attached by restarting
 the agent, which replaces filters in place), and report the median of each and the ratio.
-Aggregation: the agent's default (medium). Needs root, iperf3 and bpf/build/datapath.o.
+Aggregation: the agent's default (medium). Measured twice: with no policy, and with an L3/L4
+policy selecting the server (every packet then takes the ipcache and policy-map lookups).
+Needs root, iperf3 and bpf/build/datapath.o.
 """
 
 from __future__ import annotations
@@ -74,7 +76,24 @@ def _detach(ifname: str) -> None:
         subprocess.run(["tc", "filter", "del", "dev", ifname, direction], check=False, capture_output=True)
 
 
-def run(quick: bool = False, extra: tuple[str, ...] = (), label: str = "default") -> dict[str, Any]:
+POLICY = """\
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: bench, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: server}}
+  ingress:
+    - fromEndpoints: [{matchLabels: {app: client}}]
+      toPorts: [{ports: [{port: "5201", protocol: TCP}]}]
+"""
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """Default aggregation without policy, then with an L3/L4 policy in force on the server."""
+    return {**measure(quick, label="default"), **measure(quick, label="policy", policy=True)}
+
+
+def measure(quick: bool = False, extra: tuple[str, ...] = (), label: str = "default", policy: bool = False) -> dict[str, Any]:
     seconds = 3 if quick else 5
     rounds = 1 if quick else 3
     tmp = Path(tempfile.mkdtemp(prefix="hbbench-"))
@@ -83,6 +102,10 @@ def run(quick: bool = False, extra: tuple[str, ...] = (), label: str = "default"
         agent.start()
         c = json.loads(agent.cli("endpoint", "create", "default/client", "-l", "app=client", "-o", "json").stdout)
         s = json.loads(agent.cli("endpoint", "create", "default/server", "-l", "app=server", "-o", "json").stdout)
+        if policy:
+            pol = tmp / "policy.yaml"
+            pol.write_text(POLICY)
+            agent.cli("policy", "apply", "-f", str(pol))
         attached: list[float] = []
         bare: list[float] = []
         for _ in range(rounds):

@@ -1,14 +1,13 @@
 """Parser benchmark: ring-buffer records -> FlowEvent -> GetFlowsResponse dict -> JSON bytes.
 
-Prints events/s and us/event for
-  decode         FlowDecoder.decode (one struct unpack, cached address/MAC strings)
-  decode+build   + FlowBuilder.build (StaticResolver lookups, UUID, timestamp)
-  +orjson        + orjson.dumps of the response (what the store keeps)
+Method: 100,000 synthetic datapath records (TCP both ways between 16 v4/v6 endpoints, UDP,
+ICMP echo, policy drops and verdicts, in the mix an aggregated datapath emits) are run
+through FlowDecoder.decode, then + FlowBuilder.build (StaticResolver lookups, UUID, time),
+then + orjson.dumps (what the store keeps). Rate = records / process CPU time, best of R
+runs, so other load on the machine inflates it less.
 
-Times are process CPU time (best of R runs), so other load on the machine inflates them less.
-Usage: python3 bench/parser_bench.py [--events N] [--repeat R]
-The record mix: TCP traces in both directions between 16 endpoints (v4 and v6), UDP, ICMP
-echo, policy drops and policy verdicts, roughly in the proportions an aggregated datapath emits.
+    python3 bench/parser_bench.py [--events N] [--repeat R]
+    python3 -m bench --only parser [--quick]      (the runner: flat figures via run())
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import time
+from typing import Any
 
 import orjson
 
@@ -143,12 +143,12 @@ def _workload(n: int) -> tuple[list[bytes], StaticResolver]:
     return recs, resolver
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--events", type=int, default=100_000)
-    ap.add_argument("--repeat", type=int, default=5)
-    args = ap.parse_args()
-    recs, resolver = _workload(args.events)
+STAGES = ("decode", "build", "json")
+
+
+def measure(events: int, repeat: int) -> dict[str, float]:
+    """Best events/s of each stage (cumulative: build includes decode, json includes both)."""
+    recs, resolver = _workload(events)
     base_ns = 1_790_000_000_000_000_000
 
     def run_decode() -> None:
@@ -171,16 +171,39 @@ def main() -> None:
             ev = decode(r)
             dumps(build(ev, base_ns + ev.ts_ns))
 
-    print(f"{len(recs)} records, best of {args.repeat} runs")
-    for name, fn in (("decode", run_decode), ("decode+build", run_build), ("+orjson", run_json)):
+    rates: dict[str, float] = {}
+    for name, fn in zip(STAGES, (run_decode, run_build, run_json), strict=True):
         best = float("inf")
-        for _ in range(args.repeat):
+        for _ in range(repeat):
             t0 = time.process_time()
             fn()
             best = min(best, time.process_time() - t0)
-        print(
-            f"{name:14s} {len(recs) / best:12,.0f} events/s   {best / len(recs) * 1e6:6.2f} us/event"
-        )
+        rates[name] = len(recs) / max(best, 1e-9)
+    return rates
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """For ``python -m bench``: flat figures (quick: 20,000 records, best of 2)."""
+    events, repeat = (20_000, 2) if quick else (100_000, 3)
+    rates = measure(events, repeat)
+    return {
+        "parser_events": events,
+        "parser_decode_events_per_s": round(rates["decode"]),
+        "parser_decode_build_events_per_s": round(rates["build"]),
+        "parser_decode_build_json_events_per_s": round(rates["json"]),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args(argv)
+    rates = measure(args.events, args.repeat)
+    print(f"{args.events} records, best of {args.repeat} runs")
+    labels = {"decode": "decode", "build": "decode+build", "json": "+orjson"}
+    for name, rate in rates.items():
+        print(f"{labels[name]:14s} {rate:12,.0f} events/s   {1e6 / rate:6.2f} us/event")
 
 
 if __name__ == "__main__":

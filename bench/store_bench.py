@@ -1,11 +1,13 @@
 """Flow store and filter benchmark: memory per stored flow, append, select and filter costs.
 
-    python3 bench/store_bench.py [--capacity 65535] [--json out.json]
+Method: a FlowStore is filled to capacity with distinct compact-JSON responses made from a
+typical fixture flow (own uuid and time each); memory per flow = bytes still traced by
+tracemalloc afterwards / capacity (JSON bytes objects and slot arrays included). Append,
+select and follower costs are the best of 3-5 timed runs over such a full store; filter costs
+are compiled filters run over the fixture flows (perf_counter, best of 5).
 
-Memory is measured with tracemalloc: the store is created and filled to capacity with
-distinct compact-JSON responses made from a typical fixture flow (each with its own uuid and
-time, as real flows), and the traced memory still held afterwards is divided by the capacity.
-That includes the JSON bytes objects themselves and the store's slot arrays.
+    python3 bench/store_bench.py [--capacity 65535] [--json out.json]
+    python3 -m bench --only store [--quick]      (the runner: flat figures via run())
 """
 
 from __future__ import annotations
@@ -179,16 +181,50 @@ def calibrate() -> float:
     return timed(loop) / 1_000_000 * 1e9
 
 
+FILTER_SLUGS = {
+    "no filter": "none",
+    "source_pod": "source_pod",
+    "label+verdict": "label_verdict",
+    "cidr+port --not dns": "cidr_port_not_dns",
+}
+
+
+def measure(capacity: int) -> dict[str, float]:
+    return {
+        "calibration_ns_per_loop_iteration": calibrate(),
+        **measure_memory(capacity),
+        **measure_speed(capacity),
+    }
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """For ``python -m bench``: flat figures (quick: a 16,383-flow store instead of 65,535)."""
+    capacity = 16383 if quick else 65535
+    r = {**measure_memory(capacity), **measure_speed(capacity)}
+    out: dict[str, Any] = {
+        "store_capacity": capacity,
+        "store_json_bytes_per_flow": int(r["json_bytes_per_flow"]),
+        "store_bytes_per_flow": round(r["bytes_per_stored_flow"]),
+        "store_overhead_bytes_per_flow": round(r["store_overhead_per_flow"], 1),
+        "store_bytes_per_flow_uncompacted": round(r["bytes_per_stored_flow[compact=False]"]),
+        "store_append_flows_per_s": round(1e9 / r["append_ns_per_flow"]),
+        "store_dumps_append_flows_per_s": round(1e9 / r["dumps+append_ns_per_flow"]),
+    }
+    for name, slug in FILTER_SLUGS.items():
+        out[f"store_filter_{slug}_flows_per_s"] = round(1e9 / r[f"filter_ns_per_flow[{name}]"])
+    out["store_select_all_s"] = round(r["select_all_no_predicate_ms"] / 1e3, 4)
+    out["store_select_last20_predicate_s"] = round(r["select_last20_predicate_ms"] / 1e3, 6)
+    out["store_select_all_predicate_s"] = round(r["select_all_predicate_ms"] / 1e3, 4)
+    out["store_follower_poll_all_s"] = round(r["follower_poll_all_ms"] / 1e3, 4)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--capacity", type=int, default=65535)
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     args = parser.parse_args(argv)
-    results = {
-        "calibration_ns_per_loop_iteration": calibrate(),
-        **measure_memory(args.capacity),
-        **measure_speed(args.capacity),
-    }
+    results = measure(args.capacity)
     width = max(len(k) for k in results)
     for key, value in results.items():
         print(f"{key:<{width}}  {value:12.2f}")

@@ -221,7 +221,8 @@ class Cluster:
         self.cluster_dir = tmp / "cluster"
         self.certs = certs
         ports = free_ports(len(names))
-        # 10.252.150-199.0/24: apart from the agent tests' 10.252.200-249 and the policy tests'
+        # pod ranges in 10.252.150-199.0/24, apart from those of the agent tests (10.252.200-249)
+        # and the policy tests (10.246-249)
         first = 150 + random.randrange(50 - len(names) + 1)
         self.agents = [
             NodeAgent(tmp, name, port, subnet=first + i, cluster_dir=self.cluster_dir, certs=certs)

@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 import yaml
 
 from observer.policy import (
-    CompiledPolicy,
     EndpointView,
     Local,
     Policy,
@@ -270,7 +269,7 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--endpoints", type=int, default=1000)
     parser.add_argument("--policies", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)

@@ -1,35 +1,42 @@
 #!/usr/bin/env python3
 """Relay throughput: N fake nodes with full stores -> relay -> one client.
 
+Method: three processes as in a deployment on one machine: N fake nodes (the agent's real
+servicers over FlowStores filled with fixture-shaped flows at random 1 us-2 ms gaps, so their
+streams interleave irregularly), the relay, and the client (this process), which reads the
+whole history once (no follow) over hubblectl.v1.FlowStream/GetFlowsBatched or Hubble's
+observer.Observer/GetFlows. Reported: merged flows/s at the client (request to last byte),
+flows received, and time-order violations (a response older than the one before it).
+
     python3 bench/relay_bench.py [--nodes 4] [--flows 65535] [--stream batched|standard]
-                                 [--sort-buffer-len-max 100] [--jitter-us 0] [--json]
+                                 [--number 0] [--sort-buffer-len-max 100] [--jitter-us 0] [--json]
+    python3 -m bench --only relay [--quick]      (the runner: flat figures via run())
 
-Three processes, as in a deployment on one machine: the fake nodes (the agent's real
-servicers over FlowStores filled with fixture-shaped flows, tests/integration/relay/harness.py),
-the relay, and the client (this process) reading the whole history once (no follow) over
-``hubblectl.v1.FlowStream/GetFlowsBatched`` (or ``observer.Observer/GetFlows``).
-
-Each node's flows have increasing times at random gaps, so the nodes' streams interleave
-irregularly. Printed: merged flows/s at the client (first byte to last), the number of flows
-received, and time-order violations (a response older than the one before it). With
-``--jitter-us J``, each node's own stream is made slightly out of order (each time moved by up
-to J us): violations then come from the nodes, not from the merge.
+With ``--jitter-us J`` each node's own stream is made slightly out of order (each time moved
+by up to J us): violations then come from the nodes, not from the merge. ``--number N`` asks
+for the last N flows only (the relay asks each node for N and keeps the last N merged).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import multiprocessing as mp
 import random
 import sys
 import time
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from observer.errors import ObserverError  # noqa: E402
 
 
 def _fill(node: Any, count: int, seed: int, jitter_ns: int) -> None:
@@ -111,8 +118,9 @@ def _relay_main(addresses: list[str], sort_len: int, debug: bool, conn: Connecti
     asyncio.run(main())
 
 
-def _read(address: str, stream: str) -> tuple[list[bytes], float, float]:
-    """All response lines of a non-follow request; (lines, seconds to first byte, total)."""
+def _read(address: str, stream: str, number: int = 0) -> tuple[list[bytes], float, float]:
+    """Response lines of a non-follow request (all history, or the last ``number`` flows);
+    (lines, seconds to first byte, total)."""
     import grpc
 
     from observer.api.convert import response_to_json_line
@@ -122,7 +130,7 @@ def _read(address: str, stream: str) -> tuple[list[bytes], float, float]:
     channel = grpc.insecure_channel(
         address, options=[("grpc.max_receive_message_length", 64 << 20)]
     )
-    request = observer_pb2.GetFlowsRequest()
+    request = observer_pb2.GetFlowsRequest(number=number)
     chunks: list[bytes] = []
     t0 = time.perf_counter()
     first = 0.0
@@ -143,49 +151,58 @@ def _read(address: str, stream: str) -> tuple[list[bytes], float, float]:
     return lines, first - t0, end - t0
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--nodes", type=int, default=4)
-    ap.add_argument(
-        "--flows", type=int, default=65535, help="flows per node (the store is sized to hold them)"
-    )
-    ap.add_argument("--stream", choices=["batched", "standard"], default="batched")
-    ap.add_argument("--sort-buffer-len-max", type=int, default=100)
-    ap.add_argument("--jitter-us", type=int, default=0)
-    ap.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    ap.add_argument(
-        "--debug", action="store_true", help="the relay logs (its merge counters, per request)"
-    )
-    args = ap.parse_args()
-
-    from observer.relay.merge import TimeParser, response_time_ns
-
+@contextlib.contextmanager
+def deployment(
+    nodes: int, flows: int, sort_len: int = 100, jitter_us: int = 0, debug: bool = False
+) -> Iterator[tuple[str, float]]:
+    """Start the fake nodes' and the relay's processes; yield (relay address, node fill
+    seconds). Both processes are stopped (then terminated, then killed) on exit."""
     ctx = mp.get_context("spawn")
-    nodes_conn, nodes_child = ctx.Pipe()
-    relay_conn, relay_child = ctx.Pipe()
-    t_fill = time.perf_counter()
-    nodes_proc = ctx.Process(
-        target=_nodes_main, args=(args.nodes, args.flows, args.jitter_us * 1000, nodes_child)
-    )
-    nodes_proc.start()
-    relay_proc = None
+    procs: list[BaseProcess] = []
+    conns: list[Connection] = []
+
+    def start(target: Any, args: tuple[Any, ...], what: str, timeout: float) -> Any:
+        conn, child = ctx.Pipe()
+        conns.append(conn)
+        proc = ctx.Process(target=target, args=(*args, child), daemon=True, name=what)
+        proc.start()
+        procs.append(proc)
+        child.close()  # the child holds its own end: recv sees EOF if it dies
+        if not conn.poll(timeout):
+            raise ObserverError(f"relay bench: {what} did not start in {timeout:.0f} s")
+        try:
+            return conn.recv()
+        except EOFError:
+            proc.join(5)
+            raise ObserverError(
+                f"relay bench: {what} exited with code {proc.exitcode} before starting"
+            ) from None
+
     try:
-        addresses = nodes_conn.recv()
+        t_fill = time.perf_counter()
+        addresses = start(_nodes_main, (nodes, flows, jitter_us * 1000), "fake nodes", 300)
         fill_s = time.perf_counter() - t_fill
-        relay_proc = ctx.Process(
-            target=_relay_main, args=(addresses, args.sort_buffer_len_max, args.debug, relay_child)
-        )
-        relay_proc.start()
-        port = relay_conn.recv()
-        lines, first_s, total_s = _read(f"127.0.0.1:{port}", args.stream)
+        port = start(_relay_main, (addresses, sort_len, debug), "relay", 60)
+        yield f"127.0.0.1:{port}", fill_s
     finally:
-        relay_conn.send("stop")
-        nodes_conn.send("stop")
-        if relay_proc is not None:
-            relay_proc.join(10)
-        nodes_proc.join(10)
+        for conn in reversed(conns):  # the relay first, then the nodes
+            with contextlib.suppress(OSError):
+                conn.send("stop")
+        for proc in reversed(procs):
+            proc.join(10)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        for conn in conns:
+            conn.close()
+
+
+def check_order(lines: list[bytes]) -> tuple[int, int, int]:
+    """(flows, time-order violations, worst violation in ns) of merged response lines."""
+    from observer.relay.merge import TimeParser, response_time_ns
 
     parse = TimeParser()
     flows = 0
@@ -204,37 +221,101 @@ def main() -> None:
             worst_ns = max(worst_ns, last - t)
         else:
             last = t
-    expected = args.nodes * args.flows
-    result = {
-        "nodes": args.nodes,
-        "flows_per_node": args.flows,
-        "stream": args.stream,
-        "sort_buffer_len_max": args.sort_buffer_len_max,
-        "jitter_us": args.jitter_us,
+    return flows, violations, worst_ns
+
+
+def read_and_check(address: str, stream: str, number: int = 0) -> dict[str, Any]:
+    lines, first_s, total_s = _read(address, stream, number)
+    flows, violations, worst_ns = check_order(lines)
+    return {
+        "stream": stream,
+        "number": number,
         "flows_received": flows,
-        "flows_expected": expected,
         "seconds": round(total_s, 3),
         "first_byte_seconds": round(first_s, 3),
         "flows_per_second": round(flows / total_s) if total_s else 0,
         "order_violations": violations,
         "worst_violation_us": worst_ns / 1000,
+    }
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """For ``python -m bench``: flat figures. 4 nodes x 65,535 flows (quick: x 8,191), the
+    whole history over the batched stream, then the last 8,192 (quick: 2,048) flows over
+    Hubble's standard stream (one response per flow: much slower), from one deployment."""
+    nodes, flows = 4, 8191 if quick else 65535
+    number = 2048 if quick else 8192
+    with deployment(nodes, flows) as (address, fill_s):
+        batched = read_and_check(address, "batched")
+        standard = read_and_check(address, "standard", number)
+    return {
+        "relay_nodes": nodes,
+        "relay_flows_per_node": flows,
+        "relay_node_fill_s": round(fill_s, 2),
+        "relay_merged_flows_per_s": batched["flows_per_second"],
+        "relay_flows_received": batched["flows_received"],
+        "relay_flows_expected": nodes * flows,
+        "relay_read_s": batched["seconds"],
+        "relay_first_byte_s": batched["first_byte_seconds"],
+        "relay_order_violations": batched["order_violations"],
+        "relay_standard_last_n": number,
+        "relay_standard_flows_received": standard["flows_received"],
+        "relay_standard_flows_per_s": standard["flows_per_second"],
+        "relay_standard_order_violations": standard["order_violations"],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--nodes", type=int, default=4)
+    ap.add_argument(
+        "--flows", type=int, default=65535, help="flows per node (the store is sized to hold them)"
+    )
+    ap.add_argument("--stream", choices=["batched", "standard"], default="batched")
+    ap.add_argument(
+        "--number", type=int, default=0, help="read the last N flows only (default 0: all)"
+    )
+    ap.add_argument("--sort-buffer-len-max", type=int, default=100)
+    ap.add_argument("--jitter-us", type=int, default=0)
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    ap.add_argument(
+        "--debug", action="store_true", help="the relay logs (its merge counters, per request)"
+    )
+    args = ap.parse_args(argv)
+
+    with deployment(
+        args.nodes, args.flows, args.sort_buffer_len_max, args.jitter_us, args.debug
+    ) as (address, fill_s):
+        read = read_and_check(address, args.stream, args.number)
+    expected = args.number or args.nodes * args.flows
+    result = {
+        "nodes": args.nodes,
+        "flows_per_node": args.flows,
+        "sort_buffer_len_max": args.sort_buffer_len_max,
+        "jitter_us": args.jitter_us,
+        **read,
+        "flows_expected": expected,
         "fill_seconds": round(fill_s, 2),
     }
     if args.json:
-        import json
-
         print(json.dumps(result))
         return
+    violations = read["order_violations"]
     print(
         f"relay bench: {args.nodes} nodes x {args.flows} flows -> relay -> 1 client ({args.stream} stream, "
         f"sort buffer {args.sort_buffer_len_max}, node jitter {args.jitter_us} us)"
     )
-    print(f"  received          {flows:,} of {expected:,} flows")
-    print(f"  time              {total_s:.3f} s (first batch after {first_s * 1000:.0f} ms)")
-    print(f"  merged flows/s    {result['flows_per_second']:,}")
+    print(f"  received          {read['flows_received']:,} of {expected:,} flows")
+    print(
+        f"  time              {read['seconds']:.3f} s "
+        f"(first batch after {read['first_byte_seconds'] * 1000:.0f} ms)"
+    )
+    print(f"  merged flows/s    {read['flows_per_second']:,}")
     print(
         f"  order violations  {violations:,}"
-        + (f" (worst {worst_ns / 1000:.0f} us back)" if violations else "")
+        + (f" (worst {read['worst_violation_us']:.0f} us back)" if violations else "")
     )
 
 

@@ -23,6 +23,7 @@ from observer.api.v1.observer import observer_pb2, observer_pb2_grpc
 from observer.api.v1.relay import relay_pb2
 from observer.metrics import AgentMetrics
 from observer.server.query import (
+    FlowQuery,
     InvalidRequest,
     compile_request,
     is_plain,
@@ -31,7 +32,7 @@ from observer.server.query import (
     mask_flow,
 )
 from observer.store import FlowStore
-from observer.store.ring import EntryKind
+from observer.store.ring import Entry, EntryKind
 
 SERVER_VERSION_KEY = "hubble-server-version"
 BATCH_MAX_BYTES = 512 * 1024
@@ -60,7 +61,9 @@ async def _send_version(context: grpc.aio.ServicerContext[Any, Any]) -> None:
     await context.send_initial_metadata(((SERVER_VERSION_KEY, __version__),))
 
 
-class ObserverServicer(observer_pb2_grpc.ObserverServicer):
+class _FlowSource:
+    """What both flow servicers share: the store, this node, the clock, request checks."""
+
     def __init__(
         self,
         store: FlowStore,
@@ -73,15 +76,26 @@ class ObserverServicer(observer_pb2_grpc.ObserverServicer):
         self._now_ns = now_ns
         self._metrics = metrics
 
-    async def GetFlows(
-        self, request: observer_pb2.GetFlowsRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[observer_pb2.GetFlowsResponse]:
+    async def _query(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> FlowQuery:
+        """Validate and compile a GetFlowsRequest (INVALID_ARGUMENT naming the field)."""
         try:
             query = compile_request(request)
         except InvalidRequest as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         await _send_version(context)
-        async for batch in iter_batches(self._store, query, self._node.name, self._now_ns, metrics=self._metrics):
+        return query
+
+    def _batches(self, query: FlowQuery) -> AsyncIterator[list[Entry | bytes]]:
+        return iter_batches(self._store, query, self._node.name, self._now_ns, metrics=self._metrics)
+
+
+class ObserverServicer(_FlowSource, observer_pb2_grpc.ObserverServicer):
+
+    async def GetFlows(
+        self, request: observer_pb2.GetFlowsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[observer_pb2.GetFlowsResponse]:
+        query = await self._query(request, context)
+        async for batch in self._batches(query):
             for item in batch:
                 data = item if isinstance(item, bytes) else item.data
                 resp = orjson.loads(data)
@@ -161,36 +175,21 @@ class ObserverServicer(observer_pb2_grpc.ObserverServicer):
         )
 
 
-class FlowStreamServicer(agent_pb2_grpc.FlowStreamServicer):
+class FlowStreamServicer(_FlowSource, agent_pb2_grpc.FlowStreamServicer):
     """hubblectl.v1.FlowStream: the same responses as JSON lines, batched."""
 
-    def __init__(
-        self,
-        store: FlowStore,
-        node: NodeInfo,
-        now_ns: Callable[[], int] = time.time_ns,
-        metrics: AgentMetrics | None = None,
-    ) -> None:
-        self._store = store
-        self._node = node
-        self._now_ns = now_ns
-        self._metrics = metrics
 
     async def GetFlowsBatched(
         self, request: observer_pb2.GetFlowsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[agent_pb2.FlowBatch]:
-        try:
-            query = compile_request(request)
-        except InvalidRequest as err:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-        await _send_version(context)
+        query = await self._query(request, context)
         if is_plain(query):
             async for chunk in iter_data_batches(
                 self._store, query, self._node.name, self._now_ns, metrics=self._metrics
             ):
                 yield agent_pb2.FlowBatch(json_lines=b"\n".join(chunk) + b"\n", count=len(chunk))
             return
-        async for batch in iter_batches(self._store, query, self._node.name, self._now_ns, metrics=self._metrics):
+        async for batch in self._batches(query):
             parts: list[bytes] = []
             size = 0
             for item in batch:

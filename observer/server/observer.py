@@ -53,10 +53,6 @@ class NodeInfo:
         return f"hubblectl v{__version__}"
 
 
-def _ns_to_timestamp_fields(ns: int) -> dict[str, int]:
-    return {"seconds": ns // 1_000_000_000, "nanos": ns % 1_000_000_000}
-
-
 async def _send_version(context: grpc.aio.ServicerContext[Any, Any]) -> None:
     await context.send_initial_metadata(((SERVER_VERSION_KEY, __version__),))
 

@@ -185,10 +185,10 @@ def deployment(
         port = start(_relay_main, (addresses, sort_len, debug), "relay", 60)
         yield f"127.0.0.1:{port}", fill_s
     finally:
-        for conn in reversed(conns):  # the relay first, then the nodes
+        for conn, proc in reversed(list(zip(conns, procs, strict=False))):
+            # the relay first, then the nodes; each is asked, then terminated, then killed
             with contextlib.suppress(OSError):
                 conn.send("stop")
-        for proc in reversed(procs):
             proc.join(10)
             if proc.is_alive():
                 proc.terminate()

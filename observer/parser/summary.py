@@ -125,11 +125,15 @@ _ICMPV6: Final[Mapping[int, tuple[str, Mapping[int, str] | None]]] = MappingProx
         ),
         128: ("EchoRequest", None),
         129: ("EchoReply", None),
+        130: ("MLDv1MulticastListenerQuery", None),
+        131: ("MLDv1MulticastListenerReport", None),
+        132: ("MLDv1MulticastListenerDone", None),
         133: ("RouterSolicitation", None),
         134: ("RouterAdvertisement", None),
         135: ("NeighborSolicitation", None),
         136: ("NeighborAdvertisement", None),
         137: ("Redirect", None),
+        143: ("MLDv2MulticastListenerReport", None),
     }
 )
 

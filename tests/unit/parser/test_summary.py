@@ -71,7 +71,8 @@ def test_icmpv4_names(icmp_type: int, code: int, expected: str) -> None:
         (135, 0, "NeighborSolicitation"),
         (136, 0, "NeighborAdvertisement"),
         (133, 3, "RouterSolicitation(Code: 3)"),
-        (143, 0, "143(0)"),
+        (143, 0, "MLDv2MulticastListenerReport"),
+        (200, 0, "200(0)"),
     ],
     ids=lambda v: str(v),
 )

@@ -75,7 +75,7 @@ async def _main(n: int, runs: int) -> dict[str, Any]:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    return asyncio.run(_main(16383 if quick else 65535, 1 if quick else 3))
+    return asyncio.run(_main(16383 if quick else 65535, 1))
 
 
 if __name__ == "__main__":

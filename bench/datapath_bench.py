@@ -94,8 +94,8 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def measure(quick: bool = False, extra: tuple[str, ...] = (), label: str = "default", policy: bool = False) -> dict[str, Any]:
-    seconds = 3 if quick else 5
-    rounds = 1 if quick else 3
+    seconds = 3 if quick else 4
+    rounds = 1 if quick else 2
     tmp = Path(tempfile.mkdtemp(prefix="hbbench-"))
     agent = _Agent(tmp, extra)
     try:

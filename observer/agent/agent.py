@@ -58,6 +58,7 @@ from observer.metrics import serve as serve_metrics
 from observer.parser import FlowBuilder, FlowDecoder, lost_events_response
 from observer.policy import Policy
 from observer.server.agentapi import AgentServicer
+from observer.server.listen import announce_address, bind
 from observer.server.observer import FlowStreamServicer, NodeInfo, ObserverServicer
 from observer.server.peer import PeerServicer
 from observer.server.tls import hubble_server_name, server_credentials
@@ -80,7 +81,7 @@ class Agent:
         self.cfg = cfg
         self.node = NodeInfo(
             name=cfg.absolute_node_name,
-            address=cfg.listen_address or f"unix://{cfg.socket_path}",
+            address=announce_address(cfg.listen_address) if cfg.listen_address else f"unix://{cfg.socket_path}",
             tls=bool(cfg.tls_cert_file),
             tls_server_name=(
                 hubble_server_name(cfg.short_node_name, cfg.cluster_name) if cfg.tls_cert_file else ""
@@ -387,20 +388,19 @@ class Agent:
         os.chmod(sock, 0o660)
         self._servers.append(unix)
         if self.cfg.listen_address:
-            tcp = grpc.aio.server()
+            tcp = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
             self._add_public_services(tcp)
             reflection.enable_server_reflection(names, tcp)
-            if self.cfg.tls_cert_file:
-                creds = server_credentials(
+            creds = (
+                server_credentials(
                     self.cfg.tls_cert_file,
                     self.cfg.tls_key_file,
                     list(self.cfg.tls_client_ca_files) or None,
                 )
-                port = tcp.add_secure_port(self.cfg.listen_address, creds)
-            else:
-                port = tcp.add_insecure_port(self.cfg.listen_address)
-            if port == 0:
-                raise ConfigError(f"--listen-address: cannot listen on {self.cfg.listen_address}")
+                if self.cfg.tls_cert_file
+                else None
+            )
+            bind(tcp, self.cfg.listen_address, "--listen-address", creds)
             await tcp.start()
             self._servers.append(tcp)
         for h in self._health:

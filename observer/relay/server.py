@@ -61,6 +61,7 @@ from observer.relay.status import (
     node_status_line,
     server_status,
 )
+from observer.server.listen import bind
 from observer.server.query import InvalidRequest, compile_request
 from observer.server.tls import server_credentials
 
@@ -119,14 +120,6 @@ class RelayConfig:
             raise ConfigError("--tls-client-cert-file and --tls-client-key-file must be given together")
         if not self.cluster_name or "/" in self.cluster_name:
             raise ConfigError(f"--cluster-name: invalid cluster name {self.cluster_name!r}")
-
-
-def listen_target(address: str) -> str:
-    """``:4245`` -> ``[::]:4245`` (every address), others unchanged."""
-    address = address.strip()
-    if address.startswith(":"):
-        return "[::]" + address
-    return address
 
 
 def _is_flow(line: bytes) -> bool:
@@ -677,7 +670,9 @@ class Relay:
 
     async def start(self) -> int:
         creds = self._credentials()
-        server = grpc.aio.server(options=[("grpc.max_send_message_length", 64 * 1024 * 1024)])
+        server = grpc.aio.server(
+            options=[("grpc.max_send_message_length", 64 * 1024 * 1024), ("grpc.so_reuseport", 0)]
+        )
         observer_pb2_grpc.add_ObserverServicer_to_server(RelayObserverServicer(self.services), server)
         agent_pb2_grpc.add_FlowStreamServicer_to_server(RelayFlowStreamServicer(self.services), server)
         health_servicer = health_async.HealthServicer()
@@ -691,13 +686,7 @@ class Relay:
             ],
             server,
         )
-        target = listen_target(self.config.listen_address)
-        try:
-            port = server.add_secure_port(target, creds) if creds else server.add_insecure_port(target)
-        except RuntimeError as err:
-            raise ConfigError(f"--listen-address: cannot listen on {self.config.listen_address}: {err}") from None
-        if port == 0:
-            raise ConfigError(f"--listen-address: cannot listen on {self.config.listen_address}")
+        port = bind(server, self.config.listen_address, "--listen-address", creds or None)
         await self.pool.start()
         await server.start()
         for service in ("", HEALTH_SERVICE):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from rich.console import Console
 from hubblectl.errors import HubblectlError, UsageError
 
 DEFAULT_SOCKET = "/var/run/hubblectl/hubble.sock"
+DEFAULT_BPF_ROOT = Path("/sys/fs/bpf/hubblectl")
 AGENT_LOG = Path("/var/log/hubblectl-demo-agent.log")
 POLICY_FILE = Path(__file__).resolve().parents[2] / "examples" / "policies" / "sw_l3_l4_policy.yaml"
 
@@ -65,6 +67,8 @@ class Demo:
         self.console = console
         self.server = server
         self.agent_args = list(agent_args)
+        args = self.agent_args
+        self.bpf_root = Path(args[args.index("--bpf-root") + 1]) if "--bpf-root" in args else DEFAULT_BPF_ROOT
         # pid files live beside the agent's socket, so demos on different sockets never mix
         self.run_dir = Path(server.removeprefix("unix://")).parent
         self.agent_pid = self.run_dir / "demo-agent.pid"
@@ -244,10 +248,14 @@ class Demo:
                 if res.returncode == 0:
                     c.print(f"[green]✓[/] endpoint {key} deleted")
         if stop_agent:
-            for pid in _read_pids(self.agent_pid):
+            pids = _read_pids(self.agent_pid)
+            for pid in pids:
                 _kill(pid, wait=10)
                 c.print(f"[green]✓[/] demo agent (pid {pid}) stopped")
             self.agent_pid.unlink(missing_ok=True)
+            if pids:
+                # The agent was the demo's: its pinned maps go too (nothing uses them now).
+                shutil.rmtree(self.bpf_root, ignore_errors=True)
         c.print("demo cleaned up")
 
 

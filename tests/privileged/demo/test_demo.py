@@ -53,6 +53,7 @@ def test_demo_shows_forwarded_and_dropped_then_cleans_up(privileged_env: None, b
         assert _netns(f"{tag}-") == []
         assert not (tmp_path / "demo.sock").exists(), "the demo's agent was stopped"
         assert not (tmp_path / "demo-agent.pid").exists()
+        assert not Path(f"/sys/fs/bpf/{tag}").exists(), "the demo agent's pins are removed"
     finally:
         subprocess.run([*HUBBLECTL, "demo", "--cleanup", *flags], capture_output=True, timeout=120, check=False)
         for ns in _netns(f"{tag}-"):

@@ -1,4 +1,7 @@
-"""Golden-file comparison for printer output (UPDATE_GOLDEN=1 rewrites the files)."""
+"""Golden-file comparison for printer and CLI output (UPDATE_GOLDEN=1 rewrites the files).
+
+Each test directory keeps its own `golden/` folder next to its tests.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def visible(text: str) -> str:
@@ -18,9 +20,11 @@ def visible(text: str) -> str:
 
 
 @pytest.fixture
-def golden() -> Callable[[str, str], None]:
+def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
+    folder = request.path.parent / "golden"
+
     def check(name: str, actual: str) -> None:
-        path = GOLDEN / name
+        path = folder / name
         shown = visible(actual)
         if os.environ.get("UPDATE_GOLDEN") == "1":
             path.write_text(shown, encoding="utf-8")

@@ -7,52 +7,18 @@ in observer/bpf/structs.py (event ABI) and observer/bpf/loader.py (map layouts).
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from observer.bpf import loader, structs
-
-Fields = tuple[tuple[str, int, int], ...]
+from observer.bpf.btf import BtfTypes, Fields, read_btf, struct_layout
 
 
 @pytest.fixture(scope="module")
-def btf_types(bpf_build_dir: Path) -> dict[int, dict[str, Any]]:
-    out = subprocess.run(
-        ["bpftool", "btf", "dump", "file", str(bpf_build_dir / "datapath.o"), "-j"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return {t["id"]: t for t in json.loads(out)["types"]}
-
-
-def _size_of(types: dict[int, dict[str, Any]], type_id: int) -> int:
-    t = types[type_id]
-    kind = t["kind"]
-    if kind in ("INT", "STRUCT", "UNION", "ENUM", "ENUM64", "FLOAT"):
-        return int(t["size"])
-    if kind == "ARRAY":
-        return int(t["nr_elems"]) * _size_of(types, t["type_id"])
-    if kind == "PTR":
-        return 8
-    if kind in ("TYPEDEF", "CONST", "VOLATILE", "RESTRICT", "TYPE_TAG"):
-        return _size_of(types, t["type_id"])
-    raise AssertionError(f"unexpected BTF kind {kind} in a record struct")
-
-
-def _btf_struct(types: dict[int, dict[str, Any]], name: str) -> tuple[Fields, int]:
-    found = [t for t in types.values() if t["kind"] == "STRUCT" and t.get("name") == name]
-    assert len(found) == 1, f"struct {name} appears {len(found)} times in the object's BTF"
-    t = found[0]
-    fields = []
-    for m in t["members"]:
-        assert m["bits_offset"] % 8 == 0, f"{name}.{m['name']} is a bitfield"
-        fields.append((m["name"], m["bits_offset"] // 8, _size_of(types, m["type_id"])))
-    return tuple(fields), int(t["size"])
+def btf_types(bpf_build_dir: Path) -> BtfTypes:
+    return read_btf(bpf_build_dir / "datapath.o")
 
 
 CASES: list[tuple[str, Fields, int]] = [
@@ -69,7 +35,7 @@ CASES: list[tuple[str, Fields, int]] = [
 def test_mirror_matches_btf(
     btf_types: dict[int, dict[str, Any]], name: str, mirror: Fields, mirror_size: int
 ) -> None:
-    fields, size = _btf_struct(btf_types, name)
+    fields, size = struct_layout(btf_types, name)
     assert list(mirror) == list(fields)
     assert mirror_size == size
 

@@ -3,8 +3,6 @@ the compiled datapath object, and the maps have the types and flags the writer r
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,39 +11,12 @@ from policy_bpf_harness import PolicyDatapath
 
 from observer.bpf import _libbpf
 from observer.bpf import policymaps as pm
-
-Fields = tuple[tuple[str, int, int], ...]
+from observer.bpf.btf import BtfTypes, Fields, read_btf, struct_layout
 
 
 @pytest.fixture(scope="module")
-def btf(bpf_build_dir: Path) -> dict[int, dict[str, Any]]:
-    out = subprocess.run(
-        ["bpftool", "btf", "dump", "file", str(bpf_build_dir / "datapath.o"), "-j"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return {t["id"]: t for t in json.loads(out)["types"]}
-
-
-def _size(types: dict[int, dict[str, Any]], tid: int) -> int:
-    t = types[tid]
-    if t["kind"] in ("INT", "STRUCT", "UNION", "ENUM"):
-        return int(t["size"])
-    if t["kind"] == "ARRAY":
-        return int(t["nr_elems"]) * _size(types, t["type_id"])
-    if t["kind"] in ("TYPEDEF", "CONST", "VOLATILE"):
-        return _size(types, t["type_id"])
-    raise AssertionError(t["kind"])
-
-
-def _struct(types: dict[int, dict[str, Any]], name: str) -> tuple[Fields, int]:
-    found = [t for t in types.values() if t["kind"] == "STRUCT" and t.get("name") == name]
-    assert len(found) == 1, name
-    members = tuple(
-        (m["name"], m["bits_offset"] // 8, _size(types, m["type_id"])) for m in found[0]["members"]
-    )
-    return members, int(found[0]["size"])
+def btf(bpf_build_dir: Path) -> BtfTypes:
+    return read_btf(bpf_build_dir / "datapath.o")
 
 
 CASES: list[tuple[str, Fields, int]] = [
@@ -63,7 +34,7 @@ CASES: list[tuple[str, Fields, int]] = [
 def test_mirror_matches_btf(
     btf: dict[int, dict[str, Any]], name: str, mirror: Fields, size: int
 ) -> None:
-    fields, btf_size = _struct(btf, name)
+    fields, btf_size = struct_layout(btf, name)
     assert list(mirror) == list(fields)
     assert size == btf_size
     end = 0

@@ -86,6 +86,26 @@ def create(key: str, labels: tuple[str, ...], output: str, server: str) -> None:
                    f"IPv4 {ep.ipv4}, IPv6 {ep.ipv6}")
 
 
+@endpoint.command("label")
+@click.argument("key", metavar="NAMESPACE/NAME")
+@click.option("--label", "-l", "labels", multiple=True, help="key=value label (repeatable): the whole new set.")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@SERVER_OPTION
+def label(key: str, labels: tuple[str, ...], output: str, server: str) -> None:
+    """Replace an endpoint's labels (and so its identity); policy follows at once."""
+    from observer.api.v1.hubblectl import agent_pb2
+
+    ns, name = split_key(key)
+    with agent_stub(server) as stub:
+        ep = stub.UpdateEndpointLabels(
+            agent_pb2.UpdateEndpointLabelsRequest(namespace=ns, name=name, labels=list(labels)), timeout=60
+        )
+    if output == "json":
+        sys.stdout.write(orjson.dumps(endpoint_dict(ep)).decode() + "\n")
+    else:
+        click.echo(f"endpoint {ep.namespace}/{ep.name} relabelled: identity {ep.identity}")
+
+
 @endpoint.command("delete")
 @click.argument("key", metavar="NAMESPACE/NAME")
 @SERVER_OPTION

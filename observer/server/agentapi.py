@@ -42,6 +42,10 @@ class EndpointOps(Protocol):
 
     async def create_endpoint(self, namespace: str, name: str, labels: Sequence[str]) -> Endpoint: ...
 
+    async def update_endpoint_labels(
+        self, namespace: str, name: str, labels: Sequence[str]
+    ) -> Endpoint: ...
+
     async def delete_endpoint(self, namespace: str, name: str) -> Endpoint: ...
 
     def list_endpoints(self) -> list[Endpoint]: ...
@@ -218,6 +222,19 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
     ) -> agent_pb2.Endpoint:
         async def call() -> agent_pb2.Endpoint:
             ep = self._ops.get_endpoint(request.namespace, request.name)
+            return endpoint_to_proto(ep, self._ops.enforcement(ep))
+
+        return await _guard(context, call)  # type: ignore[no-any-return]
+
+    async def UpdateEndpointLabels(
+        self,
+        request: agent_pb2.UpdateEndpointLabelsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> agent_pb2.Endpoint:
+        async def call() -> agent_pb2.Endpoint:
+            ep = await self._ops.update_endpoint_labels(
+                request.namespace, request.name, list(request.labels)
+            )
             return endpoint_to_proto(ep, self._ops.enforcement(ep))
 
         return await _guard(context, call)  # type: ignore[no-any-return]

@@ -280,3 +280,23 @@ def test_follow_delivers_new_flows_promptly(pair: tuple[Agent, dict[str, Any], d
     finally:
         proc.terminate()
         proc.wait()
+
+
+def test_relabel_changes_identity_and_flows(agent: Agent) -> None:
+    a = agent.create("default/client", "app=client")
+    b = agent.create("default/server", "app=server")
+    out = json.loads(agent.cli("endpoint", "label", "default/client", "--label", "app=renamed", "-o", "json").stdout)
+    assert out["identity"] != a["identity"]
+    assert "k8s:app=renamed" in out["labels"] and "k8s:app=client" not in out["labels"]
+    assert (out["ipv4"], out["netns"]) == (a["ipv4"], a["netns"])  # same pod, new identity
+    twin = agent.create("default/twin", "app=renamed")
+    assert twin["identity"] == out["identity"]  # same labels, same identity
+    agent.exec("default/client", "ping", "-c", "1", "-W", "2", b["ipv4"])
+    time.sleep(0.3)
+    flows = _flows_between(agent.flows("--last", "50"), a["ipv4"], b["ipv4"])
+    sent = [f for f in flows if f["IP"]["source"] == a["ipv4"]]
+    assert sent and all(f["source"]["identity"] == out["identity"] for f in sent)
+    assert all("k8s:app=renamed" in f["source"]["labels"] for f in sent)
+    res = agent.cli("endpoint", "label", "default/client", "--label", "=bad", check=False)
+    assert res.returncode != 0 and "=bad" in res.stderr
+    assert next(e for e in agent.endpoints() if e["name"] == "client")["identity"] == out["identity"]

@@ -41,6 +41,16 @@ class GetEndpointRequest(_message.Message):
     name: str
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
+class UpdateEndpointLabelsRequest(_message.Message):
+    __slots__ = ("namespace", "name", "labels")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class ListEndpointsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -56,6 +56,11 @@ class AgentStub:
                 request_serializer=hubblectl_dot_agent__pb2.GetEndpointRequest.SerializeToString,
                 response_deserializer=hubblectl_dot_agent__pb2.Endpoint.FromString,
                 _registered_method=True)
+        self.UpdateEndpointLabels = channel.unary_unary(
+                '/hubblectl.v1.Agent/UpdateEndpointLabels',
+                request_serializer=hubblectl_dot_agent__pb2.UpdateEndpointLabelsRequest.SerializeToString,
+                response_deserializer=hubblectl_dot_agent__pb2.Endpoint.FromString,
+                _registered_method=True)
         self.ApplyPolicies = channel.unary_unary(
                 '/hubblectl.v1.Agent/ApplyPolicies',
                 request_serializer=hubblectl_dot_agent__pb2.ApplyPoliciesRequest.SerializeToString,
@@ -109,6 +114,14 @@ class AgentServicer:
 
     def GetEndpoint(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateEndpointLabels(self, request, context):
+        """Replaces an endpoint's user labels (and so its identity); policy is recomputed for what
+        that changes, the netns and addresses stay.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -172,6 +185,11 @@ def add_AgentServicer_to_server(servicer, server):
             'GetEndpoint': grpc.unary_unary_rpc_method_handler(
                     servicer.GetEndpoint,
                     request_deserializer=hubblectl_dot_agent__pb2.GetEndpointRequest.FromString,
+                    response_serializer=hubblectl_dot_agent__pb2.Endpoint.SerializeToString,
+            ),
+            'UpdateEndpointLabels': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateEndpointLabels,
+                    request_deserializer=hubblectl_dot_agent__pb2.UpdateEndpointLabelsRequest.FromString,
                     response_serializer=hubblectl_dot_agent__pb2.Endpoint.SerializeToString,
             ),
             'ApplyPolicies': grpc.unary_unary_rpc_method_handler(
@@ -308,6 +326,33 @@ class Agent:
             target,
             '/hubblectl.v1.Agent/GetEndpoint',
             hubblectl_dot_agent__pb2.GetEndpointRequest.SerializeToString,
+            hubblectl_dot_agent__pb2.Endpoint.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateEndpointLabels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hubblectl.v1.Agent/UpdateEndpointLabels',
+            hubblectl_dot_agent__pb2.UpdateEndpointLabelsRequest.SerializeToString,
             hubblectl_dot_agent__pb2.Endpoint.FromString,
             options,
             channel_credentials,

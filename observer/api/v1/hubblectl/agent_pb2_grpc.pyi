@@ -44,6 +44,10 @@ class AgentStub:
     DeleteEndpoint: _grpc.UnaryUnaryMultiCallable[_agent_pb2.DeleteEndpointRequest, _agent_pb2.DeleteEndpointResponse]
     ListEndpoints: _grpc.UnaryUnaryMultiCallable[_agent_pb2.ListEndpointsRequest, _agent_pb2.ListEndpointsResponse]
     GetEndpoint: _grpc.UnaryUnaryMultiCallable[_agent_pb2.GetEndpointRequest, _agent_pb2.Endpoint]
+    UpdateEndpointLabels: _grpc.UnaryUnaryMultiCallable[_agent_pb2.UpdateEndpointLabelsRequest, _agent_pb2.Endpoint]
+    """Replaces an endpoint's user labels (and so its identity); policy is recomputed for what
+    that changes, the netns and addresses stay.
+    """
     ApplyPolicies: _grpc.UnaryUnaryMultiCallable[_agent_pb2.ApplyPoliciesRequest, _agent_pb2.ApplyPoliciesResponse]
     """--- network policy (CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, NetworkPolicy) ---
 
@@ -72,6 +76,10 @@ class AgentAsyncStub(AgentStub):
     DeleteEndpoint: _aio.UnaryUnaryMultiCallable[_agent_pb2.DeleteEndpointRequest, _agent_pb2.DeleteEndpointResponse]  # type: ignore[assignment]
     ListEndpoints: _aio.UnaryUnaryMultiCallable[_agent_pb2.ListEndpointsRequest, _agent_pb2.ListEndpointsResponse]  # type: ignore[assignment]
     GetEndpoint: _aio.UnaryUnaryMultiCallable[_agent_pb2.GetEndpointRequest, _agent_pb2.Endpoint]  # type: ignore[assignment]
+    UpdateEndpointLabels: _aio.UnaryUnaryMultiCallable[_agent_pb2.UpdateEndpointLabelsRequest, _agent_pb2.Endpoint]  # type: ignore[assignment]
+    """Replaces an endpoint's user labels (and so its identity); policy is recomputed for what
+    that changes, the netns and addresses stay.
+    """
     ApplyPolicies: _aio.UnaryUnaryMultiCallable[_agent_pb2.ApplyPoliciesRequest, _agent_pb2.ApplyPoliciesResponse]  # type: ignore[assignment]
     """--- network policy (CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, NetworkPolicy) ---
 
@@ -117,6 +125,15 @@ class AgentServicer:
         request: _agent_pb2.GetEndpointRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_pb2.Endpoint, _abc.Awaitable[_agent_pb2.Endpoint]]: ...
+
+    def UpdateEndpointLabels(
+        self,
+        request: _agent_pb2.UpdateEndpointLabelsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.Endpoint, _abc.Awaitable[_agent_pb2.Endpoint]]:
+        """Replaces an endpoint's user labels (and so its identity); policy is recomputed for what
+        that changes, the netns and addresses stay.
+        """
 
     def ApplyPolicies(
         self,

@@ -68,9 +68,6 @@ from observer.store.ring import EntryKind
 log = logging.getLogger(__name__)
 
 DATAPATH_OBJECT = "datapath.o"
-PROG_FROM_ENDPOINT = "hb_from_endpoint"
-PROG_TO_ENDPOINT = "hb_to_endpoint"
-RING_MAP = "hb_events"
 HEALTH_SERVICE = "hubble.server.Observer"
 LOST_POLL_S = 1.0
 
@@ -140,8 +137,8 @@ class Agent:
                 report_interval_ns=int(self.cfg.report_interval_s * 1e9),
             ),
         )
-        ring_map = obj.map(RING_MAP)
-        self._ring = RingBuffer(obj.map_fd(RING_MAP), ring_map.max_entries)
+        ring_map = obj.map(loader.RING_MAP)
+        self._ring = RingBuffer(obj.map_fd(loader.RING_MAP), ring_map.max_entries)
         self._ingest = Ingest(self._ring, self.decoder, self.builder, self.store, self.metrics, self._out)
         self._lost_seen = loader.read_lost(obj).per_cpu
         self._manager = EndpointManager(
@@ -174,8 +171,8 @@ class Agent:
         obj = self._obj
         assert obj is not None
         loader.set_endpoint(obj, ep.host_ifindex, ep.id, ep.identity)
-        loader.attach_tc(ep.host_ifindex, ep.host_ifname, "ingress", obj.prog_fd(PROG_FROM_ENDPOINT))
-        loader.attach_tc(ep.host_ifindex, ep.host_ifname, "egress", obj.prog_fd(PROG_TO_ENDPOINT))
+        loader.attach_tc(ep.host_ifindex, ep.host_ifname, "ingress", obj.prog_fd(loader.PROG_FROM_ENDPOINT))
+        loader.attach_tc(ep.host_ifindex, ep.host_ifname, "egress", obj.prog_fd(loader.PROG_TO_ENDPOINT))
 
     def _refresh_resolver(self) -> None:
         mgr = self._manager

@@ -270,6 +270,19 @@ class FlowStore:
         out = data[lo : hi + 1] if lo <= hi else data[lo:] + data[: hi + 1]
         return out  # type: ignore[return-value]  # stored slots are never None
 
+    def time_range(self, start: int, end: int) -> list[int]:
+        """The event times (ns) of sequences ``[start, end)``, clamped as ``data_range``."""
+        start = max(start, self.oldest_seq)
+        end = min(end, self._next)
+        if start >= end:
+            return []
+        mask = self._mask
+        lo, hi = start & mask, (end - 1) & mask
+        times = self._time
+        if lo <= hi:
+            return times[lo : hi + 1].tolist()
+        return times[lo:].tolist() + times[: hi + 1].tolist()
+
     def _count_lost(self, start: int, end: int) -> int:
         """LOST entries among sequences ``[start, end)`` (bytearray.count: no Python loop)."""
         if start >= end:
@@ -412,18 +425,25 @@ class Follower:
         self._cursor = end
         return FollowBatch(lost, entries)
 
-    def poll_data(self, limit: int) -> tuple[int, list[bytes]]:
-        """Like ``poll`` but returns only the stored bytes (no Entry objects): (lost, data)."""
+    def poll_span(self, limit: int) -> tuple[int, int, int]:
+        """Advance over what is available now (at most ``limit`` entries) without reading
+        it: (lost, start, end), the sequences ``[start, end)`` to read with ``data_range``
+        / ``time_range`` before the writer can overwrite them (same event-loop turn)."""
         store = self._store
         oldest = store.oldest_seq
         lost = 0
         if self._cursor < oldest:
             lost = oldest - self._cursor
             self._cursor = oldest
-        end = min(store.next_seq, self._cursor + max(0, limit))
-        data = store.data_range(self._cursor, end)
+        start = self._cursor
+        end = min(store.next_seq, start + max(0, limit))
         self._cursor = end
-        return lost, data
+        return lost, start, end
+
+    def poll_data(self, limit: int) -> tuple[int, list[bytes]]:
+        """Like ``poll`` but returns only the stored bytes (no Entry objects): (lost, data)."""
+        lost, start, end = self.poll_span(limit)
+        return lost, self._store.data_range(start, end)
 
     async def wait(self) -> None:
         """Return once there is something to read at the cursor."""

@@ -376,9 +376,35 @@ def connect(
     else:
         channel = grpc.insecure_channel(target.address, options=options)
     if wait_ready:
-        try:
-            grpc.channel_ready_future(channel).result(timeout=timeout)
-        except grpc.FutureTimeoutError:
+        path = target.unix_path
+        if path is not None and not os.path.exists(path):
+            channel.close()
+            raise _connect_error(server, target, timeout, use_tls, tls)
+        if not _wait_ready(channel, timeout):
             channel.close()
             raise _connect_error(server, target, timeout, use_tls, tls) from None
     return Client(channel, server, target, request_timeout)
+
+
+def _wait_ready(channel: grpc.Channel, timeout: float) -> bool:
+    """Wait up to ``timeout`` s for the server to answer a health check (any answer, even
+    UNIMPLEMENTED, proves the connection). Not ``grpc.channel_ready_future``: its
+    connectivity watch keeps a thread polling every 200 ms, and closing the channel waits
+    for it (measured: +0.2 s on every CLI command)."""
+    from grpc_health.v1 import health_pb2
+
+    check = channel.unary_unary(
+        HEALTH_CHECK_METHOD,
+        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString,
+    )
+    try:
+        check(
+            health_pb2.HealthCheckRequest(service=OBSERVER_HEALTH_SERVICE),
+            timeout=timeout,
+            wait_for_ready=True,
+        )
+    except grpc.RpcError as err:
+        code = err.code() if hasattr(err, "code") else None
+        return code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    return True

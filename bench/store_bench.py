@@ -1,8 +1,11 @@
 """Flow store and filter benchmark: memory per stored flow, append, select and filter costs.
 
 Method: a FlowStore is filled to capacity with distinct compact-JSON responses made from a
-typical fixture flow (own uuid and time each); memory per flow = bytes still traced by
-tracemalloc afterwards / capacity (JSON bytes objects and slot arrays included). Append,
+typical fixture flow (own uuid and time each), and again from all fixture flows in turn
+(trace, drop, policy verdict, L7) with random v4 uuids, random ns and random source ports
+("mixed": the realistic figure, since sealed blocks are compressed); memory per flow = bytes
+still traced by tracemalloc afterwards / capacity (JSON bytes, compressed blocks and slot
+arrays included). Append,
 select and follower costs are the best of 3-5 timed runs over such a full store; filter costs
 are compiled filters run over the fixture flows (perf_counter, best of 5).
 
@@ -14,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 import time
 import tracemalloc
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,42 +44,71 @@ def typical_response() -> dict[str, Any]:
     return response
 
 
-def variant(response: dict[str, Any], i: int) -> bytes:
+def variant(response: dict[str, Any], i: int, rng: random.Random | None = None) -> bytes:
+    """A distinct copy: its own uuid (random v4 with ``rng``, as the agent makes them) and time;
+    with ``rng`` also a random ephemeral source port, as real connections have."""
     flow = response["flow"]
-    flow["uuid"] = f"8c3e9a52-1c1f-4d0a-9a37-{i:012x}"
-    stamp = f"2026-11-26T12:{(i // 60) % 60:02d}:{i % 60:02d}.{i % 1_000_000_000:09d}Z"
+    if rng is None:
+        flow["uuid"] = f"8c3e9a52-1c1f-4d0a-9a37-{i:012x}"
+        ns = i % 1_000_000_000
+    else:
+        flow["uuid"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        ns = rng.randrange(1_000_000_000)
+        tcp = (flow.get("l4") or {}).get("TCP") or (flow.get("l4") or {}).get("UDP")
+        if tcp and "source_port" in tcp:
+            tcp["source_port"] = rng.randrange(32768, 61000)
+    stamp = f"2026-11-26T12:{(i // 60) % 60:02d}:{i % 60:02d}.{ns:09d}Z"
     flow["time"] = response["time"] = stamp
     return orjson.dumps(response)
 
 
-def _fill_traced(capacity: int, compact: bool) -> tuple[float, float]:
-    """(empty store bytes per slot, bytes per stored flow) for a store filled to capacity."""
-    response = typical_response()
+def mixed_responses() -> list[dict[str, Any]]:
+    """Every fixture flow (trace, drop, policy verdict, L7 HTTP/DNS, ...), used in turn."""
+    return [
+        orjson.loads(line)
+        for line in FIXTURES.read_bytes().splitlines()
+        if line.startswith(b'{"flow"')
+    ]
+
+
+def _fill_traced(capacity: int, compact: bool, seal: bool, mixed: bool) -> tuple[float, float, float]:
+    """(empty store bytes per slot, bytes per stored flow, mean JSON length) for a store
+    filled to capacity, with the typical flow or the mixed fixture flows (random uuids and
+    ports)."""
+    responses = mixed_responses() if mixed else [typical_response()]
+    rng = random.Random(7) if mixed else None
     tracemalloc.start()
     before, _ = tracemalloc.get_traced_memory()
-    store = FlowStore(capacity, compact=compact)
+    store = FlowStore(capacity, compact=compact, seal=seal)
     empty, _ = tracemalloc.get_traced_memory()
+    total_len = 0
     for i in range(capacity):
-        store.append(1_700_000_000_000_000_000 + i, EntryKind.FLOW, variant(response, i))
+        data = variant(responses[i % len(responses)], i, rng)
+        total_len += len(data)
+        store.append(1_700_000_000_000_000_000 + i, EntryKind.FLOW, data)
     full, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert len(store) == capacity
-    return (empty - before) / (capacity + 1), (full - before) / capacity
+    return (empty - before) / (capacity + 1), (full - before) / capacity, total_len / capacity
 
 
 def measure_memory(capacity: int) -> dict[str, float]:
     sample = variant(typical_response(), 0)
-    per_slot, per_flow = _fill_traced(capacity, compact=True)
-    _, per_flow_uncompacted = _fill_traced(capacity, compact=False)
+    per_slot, per_flow, _ = _fill_traced(capacity, compact=True, seal=True, mixed=False)
+    _, per_flow_mixed, mixed_len = _fill_traced(capacity, compact=True, seal=True, mixed=True)
+    _, per_flow_unsealed, _ = _fill_traced(capacity, compact=True, seal=False, mixed=True)
+    _, per_flow_uncompacted, _ = _fill_traced(capacity, compact=False, seal=False, mixed=True)
     return {
         "capacity": capacity,
         "json_bytes_per_flow": len(sample),
         "bytes_object_size": sys.getsizeof(sample),
         "empty_store_bytes_per_slot": per_slot,
         "bytes_per_stored_flow": per_flow,
-        "store_overhead_per_flow": per_flow - sys.getsizeof(sample),
-        "total_mib": per_flow * capacity / 2**20,
-        "bytes_per_stored_flow[compact=False]": per_flow_uncompacted,
+        "mixed_json_bytes_per_flow": mixed_len,
+        "bytes_per_stored_flow[mixed]": per_flow_mixed,
+        "bytes_per_stored_flow[mixed,seal=False]": per_flow_unsealed,
+        "total_mib[mixed]": per_flow_mixed * capacity / 2**20,
+        "bytes_per_stored_flow[mixed,seal=False,compact=False]": per_flow_uncompacted,
     }
 
 
@@ -104,16 +138,17 @@ def measure_speed(capacity: int) -> dict[str, float]:
         store.notify()
         return time.perf_counter() - start, store
 
-    def fill_prepared() -> tuple[float, FlowStore]:
-        """append alone, with exact-size payloads made beforehand."""
-        store = FlowStore(capacity, compact=False)
+    def fill_prepared(seal: bool = True) -> tuple[float, FlowStore]:
+        """append alone, with exact-size payloads made beforehand; twice the capacity, so
+        that the writer also wraps into sealed blocks. Seconds per capacity appends."""
+        store = FlowStore(capacity, compact=False, seal=seal)
         append = store.append
         flow = EntryKind.FLOW
         start = time.perf_counter()
-        for i, data in enumerate(payloads):
+        for i, data in enumerate(payloads + payloads):
             append(base + i, flow, data)
         store.notify()
-        return time.perf_counter() - start, store
+        return (time.perf_counter() - start) / 2, store
 
     payloads = [b"".join((p, b"")) for p in payloads]  # exact-size copies
 
@@ -128,6 +163,7 @@ def measure_speed(capacity: int) -> dict[str, float]:
     dumps_append_s, store = best(lambda: fill(True))
     dumps_append_raw_s, _ = best(lambda: fill(False))
     append_s, _ = best(fill_prepared)
+    append_unsealed_s, _ = best(lambda: fill_prepared(False))
     flows = [
         orjson.loads(line)["flow"]
         for line in FIXTURES.read_bytes().splitlines()
@@ -145,6 +181,7 @@ def measure_speed(capacity: int) -> dict[str, float]:
     ]
     out: dict[str, float] = {
         "append_ns_per_flow": append_s / capacity * 1e9,
+        "append_ns_per_flow[seal=False]": append_unsealed_s / capacity * 1e9,
         "dumps+append_ns_per_flow": dumps_append_s / capacity * 1e9,
         "dumps+append_ns_per_flow[compact=False]": dumps_append_raw_s / capacity * 1e9,
     }
@@ -204,9 +241,14 @@ def run(quick: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {
         "store_capacity": capacity,
         "store_json_bytes_per_flow": int(r["json_bytes_per_flow"]),
-        "store_bytes_per_flow": round(r["bytes_per_stored_flow"]),
-        "store_overhead_bytes_per_flow": round(r["store_overhead_per_flow"], 1),
-        "store_bytes_per_flow_uncompacted": round(r["bytes_per_stored_flow[compact=False]"]),
+        "store_mixed_json_bytes_per_flow": round(r["mixed_json_bytes_per_flow"]),
+        "store_bytes_per_flow": round(r["bytes_per_stored_flow[mixed]"]),
+        "store_bytes_per_flow_typical": round(r["bytes_per_stored_flow"]),
+        "store_bytes_per_flow_unsealed": round(r["bytes_per_stored_flow[mixed,seal=False]"]),
+        "store_bytes_per_flow_uncompacted": round(
+            r["bytes_per_stored_flow[mixed,seal=False,compact=False]"]
+        ),
+        "store_append_unsealed_flows_per_s": round(1e9 / r["append_ns_per_flow[seal=False]"]),
         "store_append_flows_per_s": round(1e9 / r["append_ns_per_flow"]),
         "store_dumps_append_flows_per_s": round(1e9 / r["dumps+append_ns_per_flow"]),
     }

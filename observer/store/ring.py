@@ -2,11 +2,21 @@
 
 Each entry is ``Entry(seq, time_ns, kind, data)``: a monotonic sequence number (0, 1, 2, ...),
 the event time in ns since the epoch, an ``EntryKind`` and the compact JSON bytes of a whole
-GetFlowsResponse dict. Slots are parallel arrays (a list of bytes, an ``array('q')`` of times,
-a ``bytearray`` of kinds) indexed by ``seq & mask``: no object per entry but its bytes, which
-``append`` copies into an exact-size object (``orjson.dumps`` output keeps a ~8 KiB allocation
-whatever its length). Measured with bench/store_bench.py: 1,256 bytes per stored 1,205-byte
-flow (18 bytes of store overhead), versus 8,163 without the copy.
+GetFlowsResponse dict (one line: no newline inside). Slots are parallel arrays (a list of bytes,
+an ``array('q')`` of times, a ``bytearray`` of kinds) indexed by ``seq & mask``: no object per
+entry but its bytes, which ``append`` copies into an exact-size object (``orjson.dumps`` output
+keeps a ~8 KiB allocation whatever its length).
+
+**Sealed blocks.** Stores of 1,023 entries or more are cut into blocks of ``BLOCK`` slots. When
+the writer leaves a block, the block is *sealed*: its lines are joined by newlines and
+compressed with LZ4 into one bytes object, and the slots' own bytes are dropped; when the writer
+wraps around into a sealed block, it is unsealed (decompressed back into the slots) before its
+oldest entry is overwritten, so the ring keeps exactly ``capacity`` entries as before. Flows of
+one node are alike (the same endpoints, labels and names over and over), so a block compresses
+~10x: bench/store_bench.py measures the bytes per stored flow. Readers get the same bytes
+either way; a sealed block is decompressed once per sequential read (a one-block cache), at
+~0.25 us per flow, and the batched stream's slices are taken from the decompressed lines.
+Times and kinds stay uncompressed, so time windows and LOST counting never decompress.
 
 As in Hubble, the capacity is 2^n - 1 and the array has 2^n slots. The store is owned by one
 asyncio event loop and is not thread-safe: ``append`` is synchronous and cheap; after a batch of
@@ -31,6 +41,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Final, NamedTuple
 
+import lz4.block
+
 from observer.errors import ConfigError
 
 DEFAULT_CAPACITY: Final = 65535
@@ -38,6 +50,10 @@ MAX_CAPACITY: Final = (1 << 20) - 1
 NS_PER_S: Final = 1_000_000_000
 RATE_WINDOW_S: Final = 60
 _RATE_SLOTS: Final = 64  # >= RATE_WINDOW_S, a power of two
+BLOCK_SHIFT: Final = 8
+BLOCK: Final = 1 << BLOCK_SHIFT  # slots per sealed (compressed) block
+_BLOCK_MASK: Final = BLOCK - 1
+_MIN_SEALED_SIZE: Final = 4 * BLOCK  # smaller stores stay uncompressed
 
 
 class EntryKind(IntEnum):
@@ -97,6 +113,10 @@ class FlowStore:
     """Bounded ring of responses with a monotonic write sequence (see the module doc)."""
 
     __slots__ = (
+        "_blocks",
+        "_cache_joined",
+        "_cache_lines",
+        "_cache_src",
         "_capacity",
         "_compact",
         "_data",
@@ -113,13 +133,18 @@ class FlowStore:
         "_waiters",
     )
 
-    def __init__(self, capacity: int = DEFAULT_CAPACITY, *, compact: bool = True) -> None:
+    def __init__(
+        self, capacity: int = DEFAULT_CAPACITY, *, compact: bool = True, seal: bool = True
+    ) -> None:
         """``compact``: store a copy of each ``data`` in an exact-size bytes object.
 
         ``orjson.dumps`` returns bytes whose allocation is far larger than their length
         (about 8 KiB for a 1.2 KiB flow with orjson 3.13, measured with tracemalloc and RSS in
         bench/store_bench.py); keeping them as they are would cost ~6x the memory. The copy
         costs a memcpy per append. Pass False only for data that is already exact-size.
+
+        ``seal``: compress blocks the writer has left (see the module doc); stores smaller
+        than ``_MIN_SEALED_SIZE`` slots never seal.
         """
         self._capacity = validate_capacity(capacity)
         self._compact = compact
@@ -128,6 +153,12 @@ class FlowStore:
         self._data: list[bytes | None] = [None] * size
         self._time = array("q", bytes(8 * size))
         self._kind = bytearray(size)
+        self._blocks: list[bytes | None] | None = (
+            [None] * (size >> BLOCK_SHIFT) if seal and size >= _MIN_SEALED_SIZE else None
+        )
+        self._cache_src: bytes | None = None
+        self._cache_joined = b""
+        self._cache_lines: list[bytes] = []
         self._next = 0
         self._event = asyncio.Event()
         self._waiters = 0
@@ -145,6 +176,8 @@ class FlowStore:
         """Store one response; returns its sequence number. Overwrites the oldest when full."""
         seq = self._next
         slot = seq & self._mask
+        if not slot & _BLOCK_MASK and self._blocks is not None:
+            self._enter_block(seq, slot)
         self._time[slot] = time_ns
         self._kind[slot] = kind
         # join of two parts always builds a new, exact-size bytes object (one alloc + memcpy,
@@ -157,6 +190,87 @@ class FlowStore:
             else:
                 self._count_rate_slow(time_ns)
         return seq
+
+    def _enter_block(self, seq: int, slot: int) -> None:
+        """The writer is about to write the first slot of a block: seal the block it just
+        filled, and unseal this one if it was sealed (its entries stay readable until each is
+        overwritten)."""
+        blocks = self._blocks
+        assert blocks is not None
+        if seq >= BLOCK:
+            self._seal(((slot - BLOCK) & self._mask) >> BLOCK_SHIFT)
+        index = slot >> BLOCK_SHIFT
+        if blocks[index] is not None:
+            lo = index << BLOCK_SHIFT
+            self._data[lo : lo + BLOCK] = self._block_lines(index)
+            blocks[index] = None
+
+    def _seal(self, index: int) -> None:
+        blocks = self._blocks
+        assert blocks is not None
+        if blocks[index] is not None:
+            return
+        lo = index << BLOCK_SHIFT
+        joined = b"\n".join(self._data[lo : lo + BLOCK])  # type: ignore[arg-type]  # all written
+        if joined.count(b"\n") != BLOCK - 1:
+            return  # an entry holds a newline: splitting could not give it back; keep it raw
+        blocks[index] = lz4.block.compress(joined)
+        self._data[lo : lo + BLOCK] = [None] * BLOCK
+
+    def _block_lines(self, index: int) -> list[bytes]:
+        """The entries of sealed block ``index``, decompressed (cached for the last block)."""
+        blocks = self._blocks
+        assert blocks is not None
+        src = blocks[index]
+        assert src is not None
+        if src is not self._cache_src:
+            self._cache_joined = lz4.block.decompress(src)
+            self._cache_lines = self._cache_joined.split(b"\n")
+            self._cache_src = src
+        elif not self._cache_lines:
+            self._cache_lines = self._cache_joined.split(b"\n")
+        return self._cache_lines
+
+    def _block_joined(self, index: int) -> bytes:
+        """Sealed block ``index`` decompressed: its entries joined by newlines (cached)."""
+        blocks = self._blocks
+        assert blocks is not None
+        src = blocks[index]
+        assert src is not None
+        if src is not self._cache_src:
+            self._cache_joined = lz4.block.decompress(src)
+            self._cache_lines = []
+            self._cache_src = src
+        return self._cache_joined
+
+    def lines_range(self, start: int, end: int) -> tuple[bytes, int]:
+        """The stored bytes of sequences ``[start, end)`` (clamped as ``data_range``) as
+        newline-terminated lines in one bytes object, and how many: what the batched stream
+        sends. A whole sealed block is its decompressed bytes as they are."""
+        start = max(start, self.oldest_seq)
+        end = min(end, self._next)
+        if start >= end:
+            return b"", 0
+        blocks = self._blocks
+        if blocks is None:
+            return b"\n".join(self.data_range(start, end)) + b"\n", end - start
+        mask = self._mask
+        data = self._data
+        parts: list[bytes] = []
+        seq = start
+        while seq < end:
+            slot = seq & mask
+            offset = slot & _BLOCK_MASK
+            n = min(end - seq, BLOCK - offset)
+            index = slot >> BLOCK_SHIFT
+            if blocks[index] is None:
+                parts += data[slot : slot + n]  # type: ignore[arg-type]  # written slots
+            elif n == BLOCK:
+                parts.append(self._block_joined(index))
+            else:
+                parts += self._block_lines(index)[offset : offset + n]
+            seq += n
+        return b"\n".join(parts) + b"\n", end - start
 
     def _count_rate_slow(self, time_ns: int) -> None:
         sec = time_ns // NS_PER_S
@@ -231,8 +345,15 @@ class FlowStore:
     def _entry(self, seq: int) -> Entry:
         slot = seq & self._mask
         data = self._data[slot]
-        assert data is not None
+        if data is None:
+            data = self._block_lines(slot >> BLOCK_SHIFT)[slot & _BLOCK_MASK]
         return Entry(seq, self._time[slot], self._kind[slot], data)
+
+    def sealed_fraction(self) -> float:
+        """The share of blocks currently compressed (0.0 when the store does not seal)."""
+        if self._blocks is None:
+            return 0.0
+        return sum(1 for b in self._blocks if b is not None) / len(self._blocks)
 
     def get(self, seq: int) -> Entry | None:
         """The entry with sequence ``seq``; None if overwritten or not yet written."""
@@ -265,10 +386,25 @@ class FlowStore:
         if start >= end:
             return []
         mask = self._mask
-        lo, hi = start & mask, (end - 1) & mask
         data = self._data
-        out = data[lo : hi + 1] if lo <= hi else data[lo:] + data[: hi + 1]
-        return out  # type: ignore[return-value]  # stored slots are never None
+        blocks = self._blocks
+        if blocks is None:
+            lo, hi = start & mask, (end - 1) & mask
+            out = data[lo : hi + 1] if lo <= hi else data[lo:] + data[: hi + 1]
+            return out  # type: ignore[return-value]  # stored slots are never None
+        out = []
+        seq = start
+        while seq < end:  # block by block: a block never spans the ring's wrap
+            slot = seq & mask
+            offset = slot & _BLOCK_MASK
+            n = min(end - seq, BLOCK - offset)
+            index = slot >> BLOCK_SHIFT
+            if blocks[index] is None:
+                out += data[slot : slot + n]
+            else:
+                out += self._block_lines(index)[offset : offset + n]
+            seq += n
+        return out  # type: ignore[return-value]
 
     def time_range(self, start: int, end: int) -> list[int]:
         """The event times (ns) of sequences ``[start, end)``, clamped as ``data_range``."""
@@ -370,7 +506,8 @@ class FlowStore:
                 continue
             kind = kinds[slot]
             data = datas[slot]
-            assert data is not None
+            if data is None:
+                data = self._block_lines(slot >> BLOCK_SHIFT)[slot & _BLOCK_MASK]
             entry = Entry(seq, t, kind, data)
             if kind == lost_kind:
                 out.append(entry)

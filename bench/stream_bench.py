@@ -32,11 +32,13 @@ import asyncio
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import tempfile
 import time
 import tracemalloc
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -63,19 +65,21 @@ STREAMS: Final = ("batched", "standard")
 
 
 def realistic_entries(count: int, start: int = 0) -> Iterator[tuple[int, EntryKind, bytes]]:
-    """Flow responses made from the fixture flows in turn, each with its own uuid and time
-    (1 us apart), as compact JSON: what the agent stores."""
+    """Flow responses made from the fixture flows in turn, each with its own random v4 uuid
+    (as the agent makes them: incompressible, which matters to the store's sealed blocks)
+    and time (1 us apart), as compact JSON: what the agent stores."""
     templates = [
         orjson.loads(line)
         for line in FIXTURES.read_bytes().splitlines()
         if line.startswith(b'{"flow"')
     ]
+    rng = random.Random(start)
     for i in range(start, start + count):
         response = templates[i % len(templates)]
         t = BASE_NS + i * 1000
         stamp = format_timestamp(t)
         response["time"] = response["flow"]["time"] = stamp
-        response["flow"]["uuid"] = f"b3f1c2d4-0000-4000-8000-{i:012d}"
+        response["flow"]["uuid"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         yield t, EntryKind.FLOW, orjson.dumps(response)
 
 

@@ -147,3 +147,38 @@ def test_sealed_matches_plain_under_random_operations(
         else:
             seq = plain.oldest_seq + n % (len(plain) + 1)
             assert sealed.get(seq) == plain.get(seq)
+
+
+@pytest.mark.parametrize("seal", [True, False], ids=["sealed", "plain"])
+@pytest.mark.parametrize(
+    ("capacity", "chunks"),
+    [
+        pytest.param(1023, [100, 300, 1, 255, 256, 257], id="odd-chunks"),
+        pytest.param(1023, [5000], id="one-chunk-larger-than-the-ring"),
+        pytest.param(15, [3, 20, 7], id="tiny-store"),
+        pytest.param(2047, [2047, 2047, 13], id="full-rings"),
+    ],
+)
+def test_extend_equals_appending_one_by_one(seal: bool, capacity: int, chunks: list[int]) -> None:
+    bulk = FlowStore(capacity, seal=seal)
+    single = FlowStore(capacity, seal=seal)
+    i = 0
+    for n in chunks:
+        times = [1_795_694_400_000_000_000 + (i + k) * 7_000_000 for k in range(n)]
+        lines = [_line(i + k) for k in range(n)]
+        bulk.extend(times, _FLOW, lines)
+        for t, line in zip(times, lines, strict=True):
+            single.append(t, _FLOW, line)
+        i += n
+        assert bulk.next_seq == single.next_seq
+        lo, hi = single.oldest_seq, single.next_seq
+        assert bulk.data_range(lo, hi) == single.data_range(lo, hi)
+        assert bulk.time_range(lo, hi) == single.time_range(lo, hi)
+        assert bulk.select() == single.select()
+    now = 1_795_694_400_000_000_000 + i * 7_000_000
+    assert bulk.flows_rate(now) == single.flows_rate(now)
+
+
+def test_extend_refuses_mismatched_lengths() -> None:
+    with pytest.raises(ValueError, match="2 times for 1 lines"):
+        FlowStore(15).extend([1, 2], _FLOW, [b"{}"])

@@ -348,6 +348,17 @@ def run(quick: bool = False) -> dict[str, Any]:
         if row["ingest_flows_per_s"]:
             out[f"{slug}_ingest_flows_per_s"] = round(row["ingest_flows_per_s"])
             out[f"{slug}_lost"] = row["lost"]
+    # grpcio's own ceiling for one-message-per-flow streaming, measured in the same run, so
+    # that the standard stream can be quoted as a share of it (bench/grpc_bench.py)
+    from bench import grpc_bench
+
+    bare = grpc_bench.run(quick)
+    out.update(bare)
+    standard = out.get("history_standard_x1_flows_per_s")
+    if standard:
+        out["history_standard_vs_bare_grpc_aio"] = round(
+            standard / bare["grpc_aio_server_messages_per_s"], 2
+        )
     return out
 
 

@@ -26,13 +26,14 @@ struct hb_ctx {
 	__u32 ifindex;
 	__u32 ep_id;
 	__u32 ep_identity;
-	__u32 remote_identity; /* the peer's identity from the ipcache, 0 if unknown */
+	struct hb_remote remote; /* the peer's identity from the ipcache, looked up lazily */
 	__u32 pkt_len;
 	__u8 obs_point; /* enum hb_obs_point */
 };
 
 /* Emit one hb_flow_event of any type (trace, drop, policy verdict). Every field of
- * the record is written: ring-buffer memory is not zeroed. A failed reserve counts
+ * the record is written: ring-buffer memory is not zeroed (ctx->remote must be known: see
+ * hb_remote_identity). A failed reserve counts
  * in hb_lost. The consumer is woken only once the unread data reaches
  * wakeup_bytes; below that it finds the records on its own polling timer. */
 static __always_inline void hb_emit_flow(struct __sk_buff *skb, const struct hb_ctx *ctx, __u8 type,
@@ -75,9 +76,9 @@ static __always_inline void hb_emit_flow(struct __sk_buff *skb, const struct hb_
 	 * enters it; the peer's identity comes from the ipcache. */
 	if (ctx->obs_point == HB_OBS_FROM_ENDPOINT) {
 		e->src_identity = ctx->ep_identity;
-		e->dst_identity = ctx->remote_identity;
+		e->dst_identity = ctx->remote.identity;
 	} else {
-		e->src_identity = ctx->remote_identity;
+		e->src_identity = ctx->remote.identity;
 		e->dst_identity = ctx->ep_identity;
 	}
 	if (verdict) {
@@ -135,16 +136,15 @@ static __always_inline int hb_handle(struct __sk_buff *skb, __u8 obs_point)
 
 	hb_ct_process(&ctx.pkt, ctx.ifindex, ctx.pkt_len, ctx.now, &ctx.cfg, &ctx.ct);
 
-	/* Policy. The peer is the destination of what the endpoint sends and the source
-	 * of what it receives. Verdict records go out whatever aggregation decided. */
+	/* Policy. Verdict records go out whatever aggregation decided. The peer's identity
+	 * is looked up only when policy or a record needs it. */
 	gen = hb_policy_generation();
-	ctx.remote_identity = hb_ipcache_identity(obs_point == HB_OBS_FROM_ENDPOINT ? ctx.pkt.daddr : ctx.pkt.saddr,
-						  ctx.pkt.ip_version, gen);
 	if (ep) {
 		struct hb_verdict v = {};
-		__u32 remote = ctx.remote_identity ? ctx.remote_identity : HB_IDENTITY_WORLD;
-		int pv = hb_policy_check(&ctx.pkt, &ctx.ct, ctx.ep_id, ctx.ep_identity, obs_point, remote, gen, &v);
+		int pv = hb_policy_check(&ctx.pkt, &ctx.ct, ctx.ep_id, ctx.ep_identity, obs_point, &ctx.remote, gen,
+					 &v);
 
+		/* Any verdict other than NONE came from a lookup: ctx.remote is known. */
 		if (pv != HB_PV_NONE && ctx.ct.ct_state == HB_CT_NEW)
 			hb_emit_flow(skb, &ctx, HB_EVENT_POLICY_VERDICT, 0, HB_REPORT_VERDICT, &v);
 		if (pv == HB_PV_DROP) {
@@ -156,6 +156,7 @@ static __always_inline int hb_handle(struct __sk_buff *skb, __u8 obs_point)
 	}
 
 	if (ctx.ct.report_reason) {
+		hb_remote_identity(&ctx.remote, &ctx.pkt, obs_point, gen);
 		hb_dbg("hb: report obs %u reason 0x%x len %u", obs_point, ctx.ct.report_reason, ctx.pkt_len);
 		hb_emit_flow(skb, &ctx, HB_EVENT_TRACE, obs_point, ctx.ct.report_reason, NULL);
 	}

@@ -202,6 +202,27 @@ static __always_inline __u32 hb_ipcache_identity(const __u8 *addr, __u8 ip_versi
 	return v ? v->identity : 0;
 }
 
+/* The peer's identity, looked up in the ipcache (an LPM trie, the costliest lookup on the
+ * path) on first use only: a packet of an established connection that is neither reported
+ * nor subject to policy never needs it. */
+struct hb_remote {
+	__u32 identity; /* 0 if the ipcache has nothing */
+	__u8 known;     /* identity was looked up */
+};
+
+static __always_inline __u32 hb_remote_identity(struct hb_remote *r, const struct hb_pkt *pkt, __u8 obs_point,
+						__u8 gen)
+{
+	if (!r->known) {
+		/* The peer is the destination of what the endpoint sends, the source of what
+		 * it receives. */
+		r->identity = hb_ipcache_identity(obs_point == HB_OBS_FROM_ENDPOINT ? pkt->daddr : pkt->saddr,
+						  pkt->ip_version, gen);
+		r->known = 1;
+	}
+	return r->identity;
+}
+
 /* Packets that pass without a policy lookup although their direction is enforced. */
 static __always_inline int hb_policy_exempt(const struct hb_pkt *pkt, const struct hb_ct_result *ct)
 {
@@ -225,12 +246,13 @@ static __always_inline int hb_policy_exempt(const struct hb_pkt *pkt, const stru
 /*
  * Decide the packet's fate for the endpoint's policy. obs_point says the direction:
  * what leaves the endpoint (from-endpoint) is its egress, what enters it its ingress.
- * remote_identity is the peer's identity (ipcache). On HB_PV_ALLOW/DROP/AUDIT, *v is
+ * The peer's identity comes from the ipcache through *remote (looked up here only once a
+ * policy lookup is due; world if the ipcache has nothing). On HB_PV_ALLOW/DROP/AUDIT, *v is
  * filled for the verdict and drop records.
  */
 static __always_inline int hb_policy_check(const struct hb_pkt *pkt, const struct hb_ct_result *ct,
 					   __u32 ep_id, __u32 ep_identity, __u8 obs_point,
-					   __u32 remote_identity, __u8 gen, struct hb_verdict *v)
+					   struct hb_remote *remote, __u8 gen, struct hb_verdict *v)
 {
 	struct hb_ep_policy_key epk = {};
 	struct hb_ep_policy *epp;
@@ -239,7 +261,7 @@ static __always_inline int hb_policy_check(const struct hb_pkt *pkt, const struc
 	struct hb_policy_entry l3 = {}, l4 = {};
 	int have_l3 = 0, have_l4 = 0;
 	__u8 dir, action, match_type = 0;
-	__u32 rule_id, need, flags;
+	__u32 rule_id, need, flags, remote_identity;
 	__u16 port = 0;
 
 	epk.ep_id = ep_id;
@@ -259,6 +281,9 @@ static __always_inline int hb_policy_check(const struct hb_pkt *pkt, const struc
 		return HB_PV_NONE;
 	if (hb_policy_exempt(pkt, ct))
 		return HB_PV_NONE;
+	remote_identity = hb_remote_identity(remote, pkt, obs_point, gen);
+	if (!remote_identity)
+		remote_identity = HB_IDENTITY_WORLD;
 
 	if (!(pkt->flags & HB_PKT_F_FRAGMENT)) {
 		if (pkt->l4_proto == HB_IPPROTO_ICMP || pkt->l4_proto == HB_IPPROTO_ICMPV6)

@@ -28,6 +28,7 @@ BENCHES = [
     ("store", "bench.store_bench", False),
     ("stream", "bench.stream_bench", False),
     ("cli", "bench.cli_bench", False),
+    ("printer", "bench.printer_bench", False),
     ("relay", "bench.relay_bench", False),
     ("policy", "bench.policy_bench", False),
 ]

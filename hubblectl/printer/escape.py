@@ -49,7 +49,9 @@ def _escape_char(match: re.Match[str]) -> str:
 
 def escape(text: str) -> str:
     """Make ``text`` safe to write to a terminal (see the module docstring)."""
-    if _NEEDS_ESCAPE.search(text) is None:
+    # Every character _NEEDS_ESCAPE matches is a control (Cc) or format (Cf) character, which
+    # str.isprintable rejects: a printable string needs nothing (the common case, one C scan).
+    if text.isprintable() or _NEEDS_ESCAPE.search(text) is None:
         return text
     return _NEEDS_ESCAPE.sub(_escape_char, text)
 

@@ -12,7 +12,6 @@ and truncate rather than round, as Go does.
 
 from __future__ import annotations
 
-import calendar
 import re
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -96,17 +95,37 @@ def parse_rfc3339(text: str) -> Timestamp | None:
     if m is None:
         return None
     year, month, day, hour, minute, sec = (int(m.group(i)) for i in range(1, 7))
-    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year or 1, month)[1]):
+    if not (1 <= month <= 12 and 1 <= day <= _days_in_month(year, month)):
         return None
     if hour > 23 or minute > 59 or sec > 60:
         return None
     frac = m.group(7) or ""
     nanos = int(frac.ljust(9, "0")) if frac else 0
-    seconds = calendar.timegm((year, month, day, hour, minute, min(sec, 59), 0, 0, 0))
+    seconds = _epoch_seconds(year, month, day, hour, minute, min(sec, 59))
     if m.group(9):
         offset = int(m.group(10)) * 3600 + int(m.group(11)) * 60
         seconds -= offset if m.group(9) == "+" else -offset
     return Timestamp(seconds, nanos)
+
+
+def _days_in_month(year: int, month: int) -> int:
+    """Proleptic Gregorian, year 0 included (a leap year): ``calendar``/``datetime`` stop at
+    year 1 and raise for year 0, which RFC 3339 text can carry."""
+    if month == 2 and not (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)):
+        return 28
+    return _DAYS_IN_MONTH[month - 1]
+
+
+def _epoch_seconds(year: int, month: int, day: int, hour: int, minute: int, sec: int) -> int:
+    """Seconds since 1970-01-01T00:00:00Z of a valid proleptic Gregorian UTC date and time
+    (the inverse of ``_utc_fields``; any year, unlike ``calendar.timegm``)."""
+    y = year - 1 if month <= 2 else year
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (month + 9 if month <= 2 else month - 3) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    days = era * 146097 + doe - 719468
+    return days * 86400 + hour * 3600 + minute * 60 + sec
 
 
 def _utc_fields(seconds: int) -> tuple[int, int, int, int, int, int, int]:
@@ -272,11 +291,11 @@ _RFC1123Z: Final = re.compile(
 def _civil(
     year: int, month: int, day: int, hour: int = 0, minute: int = 0, sec: int = 0
 ) -> int | None:
-    if not (1 <= month <= 12) or not (1 <= day <= calendar.monthrange(year or 1, month)[1]):
+    if not (1 <= month <= 12) or not (1 <= day <= _days_in_month(year, month)):
         return None
     if hour > 23 or minute > 59 or sec > 59:
         return None
-    return calendar.timegm((year, month, day, hour, minute, sec, 0, 0, 0))
+    return _epoch_seconds(year, month, day, hour, minute, sec)
 
 
 def _offset(sign: str | None, hh: str | None, mm: str | None) -> int:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import calendar
+
 import pytest
 
+from hubblectl.printer import timefmt
 from hubblectl.printer.timefmt import (
+    TIME_FORMATS,
     Timestamp,
     format_time_value,
     format_timestamp,
@@ -142,3 +146,25 @@ NOW = Timestamp(1795694400)  # 2026-11-26T12:00:00Z
 )
 def test_parse_time_arg(text: str, expected: Timestamp | None) -> None:
     assert parse_time_arg(text, NOW) == expected
+
+
+@pytest.mark.parametrize("layout", TIME_FORMATS)
+def test_year_zero_is_not_a_crash(layout: str) -> None:
+    """calendar/datetime stop at year 1; RFC 3339 text can say 0000 (a flow read from a
+    file): outside the Timestamp range, so N/A, unless an offset brings it into year 1."""
+    assert format_time_value("0000-01-01T00:00:00Z", layout) == "N/A"
+    assert format_time_value("0000-02-29T12:00:00.5Z", layout) == "N/A"  # 0 is a leap year
+    assert parse_rfc3339("0000-02-30T00:00:00Z") is None
+    shifted = parse_rfc3339("0000-12-31T23:30:00-01:00")
+    assert shifted is not None and shifted.rfc3339() == "0001-01-01T00:30:00Z"
+    assert parse_time_arg("0000-01-01", Timestamp(0)) == Timestamp(-62167219200)
+
+
+def test_epoch_seconds_matches_calendar() -> None:
+    for year in (1, 4, 100, 400, 1900, 1970, 2000, 2024, 2026, 9999):
+        for month in range(1, 13):
+            for day in (1, calendar.monthrange(year, month)[1]):
+                fields = (year, month, day, 23, 59, 58)
+                seconds = timefmt._epoch_seconds(*fields)
+                assert seconds == calendar.timegm((*fields, 0, 0, 0))
+                assert timefmt._utc_fields(seconds)[:6] == fields

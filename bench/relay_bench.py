@@ -4,12 +4,17 @@
 Method: three processes as in a deployment on one machine: N fake nodes (the agent's real
 servicers over FlowStores filled with fixture-shaped flows at random 1 us-2 ms gaps, so their
 streams interleave irregularly), the relay, and the client (this process), which reads the
-whole history once (no follow) over hubblectl.v1.FlowStream/GetFlowsBatched or Hubble's
-observer.Observer/GetFlows. Reported: merged flows/s at the client (request to last byte),
-flows received, and time-order violations (a response older than the one before it).
+whole history (no follow) over hubblectl.v1.FlowStream/GetFlowsBatched or Hubble's
+observer.Observer/GetFlows, ``--repeat`` times. The client keeps each message's JSON lines as
+they arrive (what ``hubblectl observe -o json`` writes out); the clock stops at the last byte,
+then the lines are split and every one is checked. Reported per read and for the median one:
+merged flows/s at the client (request to last byte), flows received, time-order violations (a
+response older than the one before it), the CPU seconds each process used during the read
+(the machine is shared: CPU per flow is steadier than the rate) and the load average.
 
     python3 bench/relay_bench.py [--nodes 4] [--flows 65535] [--stream batched|standard]
-                                 [--number 0] [--sort-buffer-len-max 100] [--jitter-us 0] [--json]
+                                 [--number 0] [--sort-buffer-len-max 100] [--jitter-us 0]
+                                 [--repeat 3] [--json]
     python3 -m bench --only relay [--quick]      (the runner: flat figures via run())
 
 With ``--jitter-us J`` each node's own stream is made slightly out of order (each time moved
@@ -23,10 +28,12 @@ import argparse
 import contextlib
 import json
 import multiprocessing as mp
+import os
 import random
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -120,7 +127,8 @@ def _relay_main(addresses: list[str], sort_len: int, debug: bool, conn: Connecti
 
 def _read(address: str, stream: str, number: int = 0) -> tuple[list[bytes], float, float]:
     """Response lines of a non-follow request (all history, or the last ``number`` flows);
-    (lines, seconds to first byte, total)."""
+    (lines, seconds to first byte, total). The clock stops at the last message; the lines
+    are split after it."""
     import grpc
 
     from observer.api.convert import response_to_json_line
@@ -139,24 +147,46 @@ def _read(address: str, stream: str, number: int = 0) -> tuple[list[bytes], floa
             if not first:
                 first = time.perf_counter()
             chunks.append(batch.json_lines)
-        lines = [line for chunk in chunks for line in chunk.split(b"\n") if line]
     else:
         for resp in observer_pb2_grpc.ObserverStub(channel).GetFlows(request):
             if not first:
                 first = time.perf_counter()
             chunks.append(response_to_json_line(resp))
-        lines = [c.rstrip(b"\n") for c in chunks]
     end = time.perf_counter()
     channel.close()
+    lines = [line for chunk in chunks for line in chunk.split(b"\n") if line]
     return lines, first - t0, end - t0
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc; None elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The running processes: the relay's address, how long the nodes took to fill their
+    stores, and the process ids ("nodes", "relay", "client")."""
+
+    address: str
+    fill_s: float
+    pids: dict[str, int]
+
+    def cpu(self) -> dict[str, float | None]:
+        return {name: _cpu_seconds(pid) for name, pid in self.pids.items()}
 
 
 @contextlib.contextmanager
 def deployment(
     nodes: int, flows: int, sort_len: int = 100, jitter_us: int = 0, debug: bool = False
-) -> Iterator[tuple[str, float]]:
-    """Start the fake nodes' and the relay's processes; yield (relay address, node fill
-    seconds). Both processes are stopped (then terminated, then killed) on exit."""
+) -> Iterator[Deployment]:
+    """Start the fake nodes' and the relay's processes and yield them. Both processes are
+    stopped (then terminated, then killed) on exit."""
     ctx = mp.get_context("spawn")
     procs: list[BaseProcess] = []
     conns: list[Connection] = []
@@ -183,7 +213,8 @@ def deployment(
         addresses = start(_nodes_main, (nodes, flows, jitter_us * 1000), "fake nodes", 300)
         fill_s = time.perf_counter() - t_fill
         port = start(_relay_main, (addresses, sort_len, debug), "relay", 60)
-        yield f"127.0.0.1:{port}", fill_s
+        pids = {"nodes": procs[0].pid or 0, "relay": procs[1].pid or 0, "client": os.getpid()}
+        yield Deployment(f"127.0.0.1:{port}", fill_s, pids)
     finally:
         for conn, proc in reversed(list(zip(conns, procs, strict=False))):
             # the relay first, then the nodes; each is asked, then terminated, then killed
@@ -224,9 +255,18 @@ def check_order(lines: list[bytes]) -> tuple[int, int, int]:
     return flows, violations, worst_ns
 
 
-def read_and_check(address: str, stream: str, number: int = 0) -> dict[str, Any]:
-    lines, first_s, total_s = _read(address, stream, number)
+def read_and_check(dep: Deployment, stream: str, number: int = 0) -> dict[str, Any]:
+    """One read through the relay, every line checked; its figures."""
+    load = os.getloadavg()[0]
+    before = dep.cpu()
+    lines, first_s, total_s = _read(dep.address, stream, number)
+    after = dep.cpu()
+    load = max(load, os.getloadavg()[0])
     flows, violations, worst_ns = check_order(lines)
+    cpu: dict[str, float | None] = {}
+    for name, b in before.items():
+        a = after[name]
+        cpu[name] = None if a is None or b is None else round(a - b, 2)
     return {
         "stream": stream,
         "number": number,
@@ -236,28 +276,43 @@ def read_and_check(address: str, stream: str, number: int = 0) -> dict[str, Any]
         "flows_per_second": round(flows / total_s) if total_s else 0,
         "order_violations": violations,
         "worst_violation_us": worst_ns / 1000,
+        "cpu_seconds": cpu,  # during the read; the client's includes splitting the lines
+        "loadavg_1m": round(load, 2),
     }
+
+
+def median_read(reads: list[dict[str, Any]]) -> dict[str, Any]:
+    """The read with the median rate (the lower middle one for an even count)."""
+    ranked = sorted(reads, key=lambda r: int(r["flows_per_second"]))
+    return ranked[(len(ranked) - 1) // 2]
 
 
 def run(quick: bool = False) -> dict[str, Any]:
     """For ``python -m bench``: flat figures. 4 nodes x 65,535 flows (quick: x 8,191), the
-    whole history over the batched stream, then the last 8,192 (quick: 2,048) flows over
-    Hubble's standard stream (one response per flow: much slower), from one deployment."""
+    whole history over the batched stream (the median of 3 reads), then the last 8,192
+    (quick: 2,048) flows over Hubble's standard stream (one response per flow: much
+    slower), from one deployment."""
     nodes, flows = 4, 8191 if quick else 65535
     number = 2048 if quick else 8192
-    with deployment(nodes, flows) as (address, fill_s):
-        batched = read_and_check(address, "batched")
-        standard = read_and_check(address, "standard", number)
+    with deployment(nodes, flows) as dep:
+        reads = [read_and_check(dep, "batched") for _ in range(3)]
+        standard = read_and_check(dep, "standard", number)
+    batched = median_read(reads)
+    cpu = batched["cpu_seconds"]
     return {
         "relay_nodes": nodes,
         "relay_flows_per_node": flows,
-        "relay_node_fill_s": round(fill_s, 2),
+        "relay_node_fill_s": round(dep.fill_s, 2),
         "relay_merged_flows_per_s": batched["flows_per_second"],
+        "relay_merged_flows_per_s_each": [r["flows_per_second"] for r in reads],
         "relay_flows_received": batched["flows_received"],
         "relay_flows_expected": nodes * flows,
         "relay_read_s": batched["seconds"],
         "relay_first_byte_s": batched["first_byte_seconds"],
-        "relay_order_violations": batched["order_violations"],
+        "relay_order_violations": sum(r["order_violations"] for r in reads),
+        "relay_cpu_s_nodes": cpu["nodes"],
+        "relay_cpu_s_relay": cpu["relay"],
+        "relay_loadavg_1m": batched["loadavg_1m"],
         "relay_standard_last_n": number,
         "relay_standard_flows_received": standard["flows_received"],
         "relay_standard_flows_per_s": standard["flows_per_second"],
@@ -279,6 +334,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--sort-buffer-len-max", type=int, default=100)
     ap.add_argument("--jitter-us", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=3, help="reads from the same deployment")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     ap.add_argument(
         "--debug", action="store_true", help="the relay logs (its merge counters, per request)"
@@ -287,35 +343,47 @@ def main(argv: list[str] | None = None) -> None:
 
     with deployment(
         args.nodes, args.flows, args.sort_buffer_len_max, args.jitter_us, args.debug
-    ) as (address, fill_s):
-        read = read_and_check(address, args.stream, args.number)
+    ) as dep:
+        reads = [read_and_check(dep, args.stream, args.number) for _ in range(max(1, args.repeat))]
     expected = args.number or args.nodes * args.flows
+    median = median_read(reads)
+    violations = sum(r["order_violations"] for r in reads)
     result = {
         "nodes": args.nodes,
         "flows_per_node": args.flows,
         "sort_buffer_len_max": args.sort_buffer_len_max,
         "jitter_us": args.jitter_us,
-        **read,
+        **median,
+        "order_violations_all_reads": violations,
         "flows_expected": expected,
-        "fill_seconds": round(fill_s, 2),
+        "fill_seconds": round(dep.fill_s, 2),
+        "reads": reads,
     }
     if args.json:
         print(json.dumps(result))
         return
-    violations = read["order_violations"]
     print(
         f"relay bench: {args.nodes} nodes x {args.flows} flows -> relay -> 1 client ({args.stream} stream, "
         f"sort buffer {args.sort_buffer_len_max}, node jitter {args.jitter_us} us)"
     )
-    print(f"  received          {read['flows_received']:,} of {expected:,} flows")
+    for i, read in enumerate(reads, 1):
+        cpu = ", ".join(f"{k} {v:.2f}" for k, v in read["cpu_seconds"].items() if v is not None)
+        worst = read["worst_violation_us"]
+        print(
+            f"  read {i}: {read['flows_received']:,} flows in {read['seconds']:.3f} s = "
+            f"{read['flows_per_second']:,} flows/s, {read['order_violations']:,} order violations"
+            + (f" (worst {worst:.0f} us back)" if read["order_violations"] else "")
+            + f"; CPU s {cpu}; load average {read['loadavg_1m']:.2f}"
+        )
+    print(f"  received          {median['flows_received']:,} of {expected:,} flows (median read)")
     print(
-        f"  time              {read['seconds']:.3f} s "
-        f"(first batch after {read['first_byte_seconds'] * 1000:.0f} ms)"
+        f"  time              {median['seconds']:.3f} s "
+        f"(first batch after {median['first_byte_seconds'] * 1000:.0f} ms)"
     )
-    print(f"  merged flows/s    {read['flows_per_second']:,}")
+    print(f"  merged flows/s    {median['flows_per_second']:,} (median of {len(reads)})")
     print(
-        f"  order violations  {violations:,}"
-        + (f" (worst {read['worst_violation_us']:.0f} us back)" if violations else "")
+        f"  order violations  {violations:,} (all reads, every line checked)"
+        + (f", worst {max(r['worst_violation_us'] for r in reads):.0f} us back" if violations else "")
     )
 
 

@@ -27,10 +27,10 @@ from typing import Any, Final
 
 import grpc
 
-from observer.api.v1.hubblectl import agent_pb2
 from observer.api.v1.observer import observer_pb2
 from observer.api.v1.peer import peer_pb2
 from observer.errors import ConfigError
+from observer.relay.wire import decode_flow_batch
 from observer.server.tls import channel_credentials, diagnose_tls, hubble_server_name
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ class Peer:
         self.get_flows_batched = ch.unary_stream(
             GET_FLOWS_BATCHED,
             request_serializer=observer_pb2.GetFlowsRequest.SerializeToString,
-            response_deserializer=agent_pb2.FlowBatch.FromString,
+            response_deserializer=decode_flow_batch,  # one copy of json_lines, not two
         )
         self.get_flows = ch.unary_stream(
             GET_FLOWS,

@@ -37,10 +37,10 @@ from grpc_reflection.v1alpha import reflection
 
 from observer import __version__
 from observer.api.convert import response_to_json_line, response_to_proto
-from observer.api.v1.hubblectl import agent_pb2, agent_pb2_grpc
+from observer.api.v1.hubblectl import agent_pb2
 from observer.api.v1.observer import observer_pb2, observer_pb2_grpc
 from observer.errors import ConfigError
-from observer.relay.merge import FirstN, LastN, MergeStats, TimeMerger, TimeParser
+from observer.relay.merge import FirstN, LastN, MergeStats, TimeMerger, TimeParser, timed_lines
 from observer.relay.pool import (
     Backoff,
     Peer,
@@ -61,6 +61,7 @@ from observer.relay.status import (
     node_status_line,
     server_status,
 )
+from observer.relay.wire import WireError, encode_flow_batches
 from observer.server.listen import bind
 from observer.server.query import InvalidRequest, compile_request
 from observer.server.tls import server_credentials
@@ -68,6 +69,7 @@ from observer.server.tls import server_credentials
 log = logging.getLogger(__name__)
 
 HEALTH_SERVICE: Final = "hubble.server.Observer"
+FLOW_STREAM_SERVICE: Final = "hubblectl.v1.FlowStream"
 BATCH_MAX_BYTES: Final = 512 * 1024
 OUTPUT_LIMIT: Final = 8192  # merged lines waiting for a slow client before readers pause
 FOLLOW_IDLE_NS: Final = 100_000_000  # a quiet node stops holding back a live stream after this
@@ -339,6 +341,8 @@ class FlowSession:
                 failure = None
             else:
                 failure = (NODE_ERROR, f"{code.name}: {message}" if code != grpc.StatusCode.UNKNOWN else message)
+        except WireError as err:
+            failure = (NODE_ERROR, str(err))
         finally:
             if self._readers.get(name) is asyncio.current_task():
                 del self._readers[name]
@@ -365,16 +369,14 @@ class FlowSession:
             got = False
             try:
                 async for batch in call:
+                    if batch is None:  # gRPC logged why decode_flow_batch refused it
+                        raise WireError("the node sent a malformed FlowBatch")
                     if not got:
                         got = True
                         peer.supports_batched = True
                         track.backoff.reset()
-                    lines = batch.json_lines.split(b"\n")
-                    if lines and not lines[-1]:
-                        lines.pop()
-                    rtime = parse.response_time
-                    items = [(rtime(line), line) for line in lines if line]
-                    await self._push(name, items, track)
+                    times, lines, untimed = timed_lines(batch.lines(), batch.times_ns, parse)
+                    await self._push(name, times, lines, untimed, track)
                     if self._done:
                         return
                 return
@@ -388,26 +390,36 @@ class FlowSession:
         call2 = peer.get_flows(request)
         try:
             async for resp in call2:
-                t = resp.time.seconds * _NS + resp.time.nanos if resp.HasField("time") else None
-                await self._push(name, [(t, response_to_json_line(resp)[:-1])], track)
+                line = response_to_json_line(resp)[:-1]
+                if resp.HasField("time"):
+                    await self._push(name, [resp.time.seconds * _NS + resp.time.nanos], [line], [], track)
+                else:
+                    await self._push(name, [], [], [line], track)
                 if self._done:
                     return
         finally:
             call2.cancel()
 
-    async def _push(self, name: str, items: list[tuple[int | None, bytes]], track: _Track) -> None:
-        newest = max((t for t, _ in items if t is not None), default=None)
+    async def _push(
+        self, name: str, times: list[int], lines: list[bytes], untimed: list[bytes], track: _Track
+    ) -> None:
+        """Hand one batch of a node to the merge once the node may push (backpressure: its
+        previous batch has entered the sort window and the client keeps up)."""
         merger = self._merger
-        i, n = 0, len(items)
-        while i < n and not self._done:
+        while not self._done:
             if len(self._out) >= OUTPUT_LIMIT or not merger.can_accept(name):
                 await self._space.wait()
                 continue
-            released, i = merger.push_many(name, items, i, self._now())
-            self._emit(released)
+            now = self._now()
+            for line in untimed:
+                self._emit(merger.push(name, None, line, now))
+            self._emit(merger.push_run(name, times, lines, now))
             self._wake_timer()
-        if newest is not None and (track.last_time_ns is None or newest > track.last_time_ns):
-            track.last_time_ns = newest
+            if times:
+                newest = max(times)
+                if track.last_time_ns is None or newest > track.last_time_ns:
+                    track.last_time_ns = newest
+            return
 
     # --- time-driven release ----------------------------------------------------------------
 
@@ -614,29 +626,35 @@ class RelayObserverServicer(observer_pb2_grpc.ObserverServicer):
         )
 
 
-class RelayFlowStreamServicer(agent_pb2_grpc.FlowStreamServicer):
-    """hubblectl.v1.FlowStream over all nodes: the merged responses as JSON lines."""
+class RelayFlowStreamServicer:
+    """hubblectl.v1.FlowStream over all nodes: the merged responses as JSON lines.
+
+    Yields serialized FlowBatch messages (``wire.encode_flow_batches``: one copy of the
+    lines), so it is registered with ``add_to_server`` (no protobuf serializer), not with
+    the generated ``add_FlowStreamServicer_to_server``."""
 
     def __init__(self, services: RelayServices) -> None:
         self._s = services
 
     async def GetFlowsBatched(
         self, request: observer_pb2.GetFlowsRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[agent_pb2.FlowBatch]:
+    ) -> AsyncIterator[bytes]:
         await _validate(request, context)
         await _send_version(context)
         async with contextlib.aclosing(self._s.session(request).batches()) as batches:
             async for lines in batches:
-                start, size = 0, 0
-                for i, line in enumerate(lines):
-                    size += len(line) + 1
-                    if size >= BATCH_MAX_BYTES:
-                        chunk = lines[start : i + 1]
-                        yield agent_pb2.FlowBatch(json_lines=b"\n".join(chunk) + b"\n", count=len(chunk))
-                        start, size = i + 1, 0
-                if start < len(lines):
-                    chunk = lines[start:]
-                    yield agent_pb2.FlowBatch(json_lines=b"\n".join(chunk) + b"\n", count=len(chunk))
+                for message in encode_flow_batches(lines, BATCH_MAX_BYTES):
+                    yield message
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        handlers = {
+            "GetFlowsBatched": grpc.unary_stream_rpc_method_handler(
+                self.GetFlowsBatched,
+                request_deserializer=observer_pb2.GetFlowsRequest.FromString,
+                response_serializer=None,  # already serialized
+            )
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(FLOW_STREAM_SERVICE, handlers),))
 
 
 class Relay:
@@ -674,7 +692,7 @@ class Relay:
             options=[("grpc.max_send_message_length", 64 * 1024 * 1024), ("grpc.so_reuseport", 0)]
         )
         observer_pb2_grpc.add_ObserverServicer_to_server(RelayObserverServicer(self.services), server)
-        agent_pb2_grpc.add_FlowStreamServicer_to_server(RelayFlowStreamServicer(self.services), server)
+        RelayFlowStreamServicer(self.services).add_to_server(server)
         health_servicer = health_async.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(

@@ -178,30 +178,40 @@ class FlowStreamServicer(_FlowSource, agent_pb2_grpc.FlowStreamServicer):
     async def GetFlowsBatched(
         self, request: observer_pb2.GetFlowsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[agent_pb2.FlowBatch]:
+        """Each batch carries its lines' times (``times_ns``) so a relay need not parse them."""
         query = await self._query(request, context)
         if is_plain(query):
-            async for chunk in iter_data_batches(
+            async for data, count, times in iter_data_batches(
                 self._store, query, self._node.name, self._now_ns, metrics=self._metrics
             ):
-                yield agent_pb2.FlowBatch(json_lines=b"\n".join(chunk) + b"\n", count=len(chunk))
+                yield agent_pb2.FlowBatch(json_lines=data, count=count, times_ns=times)
             return
         async for batch in self._batches(query):
             parts: list[bytes] = []
+            times = []
             size = 0
             for item in batch:
                 if isinstance(item, bytes):
                     data = item
-                elif query.field_mask and item.kind == EntryKind.FLOW:
-                    resp = orjson.loads(item.data)
-                    resp["flow"] = mask_flow(resp["flow"], query.field_mask)
-                    data = orjson.dumps(resp)
+                    times.append(0)  # a LostEvent made here: the reader takes its time from the line
                 else:
-                    data = item.data
+                    times.append(item.time_ns)
+                    if query.field_mask and item.kind == EntryKind.FLOW:
+                        resp = orjson.loads(item.data)
+                        resp["flow"] = mask_flow(resp["flow"], query.field_mask)
+                        data = orjson.dumps(resp)
+                    else:
+                        data = item.data
                 parts.append(data)
                 size += len(data)
                 if size >= BATCH_MAX_BYTES:
-                    yield agent_pb2.FlowBatch(json_lines=b"\n".join(parts) + b"\n", count=len(parts))
+                    yield agent_pb2.FlowBatch(
+                        json_lines=b"\n".join([*parts, b""]), count=len(parts), times_ns=times
+                    )
                     parts = []
+                    times = []
                     size = 0
             if parts:
-                yield agent_pb2.FlowBatch(json_lines=b"\n".join(parts) + b"\n", count=len(parts))
+                yield agent_pb2.FlowBatch(
+                    json_lines=b"\n".join([*parts, b""]), count=len(parts), times_ns=times
+                )

@@ -189,10 +189,11 @@ async def iter_data_batches(
     now_ns: Callable[[], int],
     batch_size: int = 4096,
     metrics: AgentMetrics | None = None,
-) -> AsyncIterator[list[bytes]]:
-    """The fast path of ``iter_batches`` for plain queries (``is_plain``): stored bytes by
-    list slices, no per-entry objects. Same semantics: last/first N flows (LOST entries in
-    the span are sent and not counted), then follow."""
+) -> AsyncIterator[tuple[bytes, int, list[int]]]:
+    """The fast path of ``iter_batches`` for plain queries (``is_plain``): the stored bytes as
+    newline-terminated lines in one object (``FlowStore.lines_range``), how many, and their
+    times (ns, one per line); no per-entry objects. Same semantics: last/first N flows (LOST
+    entries in the span are sent and not counted), then follow."""
     end = store.next_seq
     if query.follow and not query.number:
         start = end
@@ -202,25 +203,29 @@ async def iter_data_batches(
     else:
         start = store.last_n_start(query.number) if query.number else store.oldest_seq
     for lo in range(start, end, batch_size):
-        yield store.data_range(lo, min(end, lo + batch_size))
+        hi = min(end, lo + batch_size)
+        times = store.time_range(lo, hi)
+        data, count = store.lines_range(lo, hi)
+        yield data, count, times
     if not query.follow:
         return
     follower = store.follower(end)
     while True:
-        lost, data = follower.poll_data(batch_size)
+        lost, lo, hi = follower.poll_span(batch_size)
+        times = store.time_range(lo, hi)
+        data, count = store.lines_range(lo, hi)
         if lost:
             if metrics is not None:
                 metrics.lost["hubble_ring_buffer"] += lost
-            data.insert(
-                0,
-                orjson.dumps(
-                    lost_events_response(
-                        LOST_SOURCE_HUBBLE_RING, lost, node_name=node_name, wall_ns=now_ns()
-                    )
-                ),
+            wall = now_ns()
+            line = orjson.dumps(
+                lost_events_response(LOST_SOURCE_HUBBLE_RING, lost, node_name=node_name, wall_ns=wall)
             )
-        if data:
-            yield data
+            data = b"".join((line, b"\n", data))
+            count += 1
+            times = [wall, *times]
+        if count:
+            yield data, count, times
         else:
             await follower.wait()
 

@@ -148,6 +148,31 @@ def response_time(resp: dict[str, Any]) -> str:
 # --- fake nodes ----------------------------------------------------------------------------------
 
 
+class _NoTimes(FlowStreamServicer):
+    """The batched stream of an agent that does not fill FlowBatch.times_ns (an older one)."""
+
+    async def GetFlowsBatched(self, request: Any, context: Any) -> Any:
+        async for batch in super().GetFlowsBatched(request, context):
+            batch.ClearField("times_ns")
+            yield batch
+
+
+async def _malformed_batches(request: Any, context: Any) -> Any:
+    """A batched stream whose one message is not a FlowBatch (wire type 3, a group)."""
+    yield b"\x0b"
+
+
+def _add_malformed_flow_stream(server: grpc.aio.Server) -> None:
+    handler = grpc.unary_stream_rpc_method_handler(
+        _malformed_batches,
+        request_deserializer=observer_pb2.GetFlowsRequest.FromString,
+        response_serializer=None,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("hubblectl.v1.FlowStream", {"GetFlowsBatched": handler}),)
+    )
+
+
 class _FailingStatus(ObserverServicer):
     """An ObserverServicer whose ServerStatus fails (to make a node NODE_ERROR)."""
 
@@ -165,6 +190,8 @@ class FakeNode:
         cluster: str = "default",
         capacity: int = 4095,
         batched: bool = True,
+        times: bool = True,
+        malformed: bool = False,
         status_fails: bool = False,
         credentials: grpc.ServerCredentials | None = None,
     ) -> None:
@@ -173,6 +200,8 @@ class FakeNode:
         self.absolute_name = f"{cluster}/{name}"
         self.store = FlowStore(capacity)
         self.batched = batched
+        self.times = times
+        self.malformed = malformed
         self.status_fails = status_fails
         self.credentials = credentials
         self.port = 0
@@ -198,8 +227,11 @@ class FakeNode:
         server = grpc.aio.server()
         servicer_cls = _FailingStatus if self.status_fails else ObserverServicer
         observer_pb2_grpc.add_ObserverServicer_to_server(servicer_cls(self.store, self.info), server)
-        if self.batched:
-            agent_pb2_grpc.add_FlowStreamServicer_to_server(FlowStreamServicer(self.store, self.info), server)
+        if self.malformed:
+            _add_malformed_flow_stream(server)
+        elif self.batched:
+            stream_cls = FlowStreamServicer if self.times else _NoTimes
+            agent_pb2_grpc.add_FlowStreamServicer_to_server(stream_cls(self.store, self.info), server)
         h = health_async.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(h, server)
         target = f"127.0.0.1:{self.port}"

@@ -191,3 +191,68 @@ def test_unknown_rpc_is_unimplemented(cluster: Cluster) -> None:
     with pytest.raises(grpc.RpcError) as info:
         list(stub.GetAgentEvents(observer_pb2.GetAgentEventsRequest(), timeout=10))
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        pytest.param({}, id="plain"),
+        pytest.param({"whitelist": [{"verdict": ["DROPPED"]}]}, id="filtered"),
+        pytest.param({"number": 3}, id="last-3"),
+    ],
+)
+def test_agent_batches_carry_each_lines_time(loop: Any, request_: dict[str, Any]) -> None:
+    """The agent's batched stream fills times_ns: one per line, the line's own time."""
+    from observer.api.v1.hubblectl import agent_pb2_grpc
+
+    (node,) = make_nodes(loop, "a")
+    try:
+        ch = grpc.insecure_channel(node.address)
+        msg = dict_to_proto(request_, observer_pb2.GetFlowsRequest)
+        batches = list(agent_pb2_grpc.FlowStreamStub(ch).GetFlowsBatched(msg, timeout=10))
+        ch.close()
+        lines = [line for b in batches for line in b.json_lines.splitlines()]
+        times = [t for b in batches for t in b.times_ns]
+        assert lines, "the request selects something"
+        assert all(len(b.times_ns) == b.count for b in batches)
+        assert times == [parse_rfc3339_ns(orjson.loads(line)["time"]) for line in lines]
+    finally:
+        loop.run(node.stop(0))
+
+
+@pytest.mark.parametrize("sort_len", [1, 100], ids=lambda n: f"sort-buffer-{n}")
+def test_node_without_times_is_merged_from_its_lines(loop: Any, sort_len: int) -> None:
+    """An older agent sends no times_ns: the relay reads each line's time, same order."""
+    nodes = make_nodes(loop, "ab") + make_nodes(loop, "c", times=False)
+    # make_nodes times each node from T0, so node-c's flows coincide with node-a's
+    cluster = Cluster(loop, nodes)
+    try:
+        cluster.start_relay(sort_buffer_len_max=sort_len, sort_buffer_drain_timeout_s=30.0)
+        items = _get(cluster, {}, "batched")
+        flows = flows_of(items)
+        assert sum(f["node_name"] == "default/node-c" for f in flows) == FLOWS_PER_NODE
+        assert _times(items) == sorted(
+            [T0 + j * 3 * MS for j in range(FLOWS_PER_NODE)] * 2 + [T0 + MS + j * 3 * MS for j in range(FLOWS_PER_NODE)]
+        )
+        assert cluster.relay is not None
+        peer = cluster.relay.pool.get("node-c")
+        assert peer is not None and peer.supports_batched is True
+    finally:
+        cluster.close()
+
+
+def test_malformed_batch_is_a_node_error(loop: Any) -> None:
+    """A node whose batched stream sends something that is not a FlowBatch: NODE_ERROR for
+    it, the other nodes' flows as usual."""
+    nodes = make_nodes(loop, "ab") + make_nodes(loop, "c", malformed=True)
+    cluster = Cluster(loop, nodes)
+    try:
+        cluster.start_relay()
+        items = _get(cluster, {}, "batched")
+        errors = [s for s in node_statuses(items) if s["state_change"] == "NODE_ERROR"]
+        assert errors == [{"state_change": "NODE_ERROR", "node_names": ["node-c"], "message": "the node sent a malformed FlowBatch"}]
+        assert _times(items) == sorted(
+            [T0 + j * 3 * MS for j in range(FLOWS_PER_NODE)] + [T0 + MS + j * 3 * MS for j in range(FLOWS_PER_NODE)]
+        )
+    finally:
+        cluster.close()

@@ -18,6 +18,7 @@ from observer.relay.merge import (
     TimeParser,
     parse_rfc3339_ns,
     response_time_ns,
+    timed_lines,
 )
 
 S = 1_000_000_000
@@ -407,3 +408,244 @@ def test_last_n(n: int, batches: list[list[str]], expected: list[str]) -> None:
     for batch in batches:
         last.feed(batch)
     assert last.result() == expected
+
+
+# --- runs: push_run and timed_lines ----------------------------------------------------------
+
+
+def _run(m: TimeMerger[str], source: str, times: list[int], now: int = 0) -> list[str]:
+    return m.push_run(source, times, [f"{source}{t}" for t in times], now)
+
+
+def test_runs_from_several_nodes_interleave_exactly() -> None:
+    m: TimeMerger[str] = TimeMerger(6, 10**9)
+    for name in "abc":
+        m.add_source(name, 0)
+    out: list[str] = []
+    out += _run(m, "a", [1, 4, 7, 10, 13])
+    out += _run(m, "b", [2, 5, 8, 11, 14])
+    assert out == [], "c has sent nothing yet: nothing can go"
+    out += _run(m, "c", [3, 6, 9])
+    assert out == ["a1", "b2", "c3", "a4", "b5", "c6", "a7", "b8", "c9"], "up to c's newest, interleaved"
+    assert m.buffered("a") == 2 and m.buffered("b") == 2 and m.buffered("c") == 0
+    out += _run(m, "c", [12, 15])
+    assert out[9:] == ["a10", "b11", "c12", "a13"], "up to a's newest"
+    for name in "abc":
+        out += m.remove_source(name, 0)
+    assert out[13:] == ["b14", "c15"]
+    st = m.stats
+    assert (st.pushed, st.released, st.out_of_order, st.forced_by_length, st.forced_by_timeout) == (15, 15, 0, 0, 0)
+    assert st.max_buffered <= 6 + 3
+
+
+def test_run_beyond_the_share_waits_outside_the_window() -> None:
+    """A batch larger than the source's share: the share is in the window (backpressure),
+    the rest enters it as the window empties; the reader pushes again once it may."""
+    m: TimeMerger[str] = TimeMerger(4, 10**9)
+    m.add_source("a", 0)
+    m.add_source("b", 0)
+    assert m.quota() == 2
+    assert _run(m, "a", [1, 2, 3, 4, 5, 6]) == []
+    assert m.buffered("a") == 6
+    assert not m.can_accept("a"), "a holds more than its share: its reader must wait"
+    assert m.stats.max_buffered == 2, "only the share is in the sort window"
+    assert _run(m, "b", [3]) == ["a1", "a2", "a3", "b3"]
+    assert not m.can_accept("a")
+    assert _run(m, "b", [10]) == ["a4", "a5", "a6"]
+    assert m.can_accept("a"), "all of a's batch went out: its reader may push again"
+    assert _run(m, "a", [11]) == ["b10"]
+    assert m.drain() == ["a11"]
+    st = m.stats
+    assert (st.out_of_order, st.forced_by_length, st.forced_by_timeout) == (0, 0, 0)
+    assert st.max_buffered <= 4 + 2
+
+
+def test_run_older_than_released_is_counted_out_of_order() -> None:
+    """A node whose stream goes back in time: what is older than what already went out is
+    sent at once and counted; the rest is put in order."""
+    m: TimeMerger[str] = TimeMerger(100, 10**9)
+    m.add_source("a", 0)
+    m.add_source("b", 0)
+    _run(m, "a", [10, 20, 30])
+    assert _run(m, "b", [25]) == ["a10", "a20", "b25"]
+    assert _run(m, "b", [15, 26, 5, 40]) == ["b15", "b5", "b26", "a30"], "15 and 5 are late"
+    st = m.stats
+    assert st.out_of_order == 2
+    assert (st.pushed, st.released) == (8, 7)
+    assert m.drain() == ["b40"]
+
+
+def test_run_going_back_in_time_within_the_window_is_sorted_in() -> None:
+    """Not older than what went out: the merge can still order it, and does not count it."""
+    m: TimeMerger[str] = TimeMerger(100, 10**9)
+    m.add_source("a", 0)
+    m.add_source("b", 0)
+    assert _run(m, "a", [10, 30, 20]) == []
+    assert _run(m, "a", [15, 40]) == []
+    assert _run(m, "b", [35]) == ["a10", "a15", "a20", "a30", "b35"]
+    assert m.drain() == ["a40"]
+    assert m.stats.out_of_order == 0
+
+
+def test_run_and_push_many_give_the_same_result() -> None:
+    """push_run is push_many with the reader's round trips done inside the merge."""
+    streams = {"a": [1, 3, 3, 9, 12, 20], "b": [2, 3, 8, 8, 30], "c": [5, 6, 7, 21]}
+    batches = [("a", 0, 4), ("b", 0, 2), ("c", 0, 4), ("b", 2, 5), ("a", 4, 6)]
+
+    def by_run() -> list[str]:
+        m: TimeMerger[str] = TimeMerger(3, 10**9)
+        for name in streams:
+            m.add_source(name, 0)
+        out: list[str] = []
+        for name, lo, hi in batches:
+            ts = streams[name][lo:hi]
+            out += m.push_run(name, ts, [f"{name}{t}" for t in ts], 0)
+        for name in streams:
+            out += m.remove_source(name, 0)
+        return out + m.drain()
+
+    def by_items() -> list[str]:
+        m: TimeMerger[str] = TimeMerger(3, 10**9)
+        for name in streams:
+            m.add_source(name, 0)
+        pending: dict[str, list[tuple[int | None, str]]] = {name: [] for name in streams}
+        out: list[str] = []
+
+        def pump() -> None:
+            moved = True
+            while moved:
+                moved = False
+                for name, items in pending.items():
+                    if items and m.can_accept(name):
+                        released, i = m.push_many(name, items, 0, 0)
+                        out.extend(released)
+                        if i:
+                            del items[:i]
+                            moved = True
+
+        for name, lo, hi in batches:
+            pending[name] += [(t, f"{name}{t}") for t in streams[name][lo:hi]]
+            pump()
+        for name in streams:
+            while pending[name]:
+                pump()
+                if pending[name]:
+                    released, i = m.push_many(name, pending[name], 0, 0, respect_backpressure=False)
+                    out.extend(released)
+                    del pending[name][:i]
+            out += m.remove_source(name, 0)
+        return out + m.drain()
+
+    run, items = by_run(), by_items()
+    assert sorted(run) == sorted(items)
+    assert [int(x[1:]) for x in run] == [int(x[1:]) for x in items] == sorted(t for s in streams.values() for t in s)
+
+
+def test_removed_source_keeps_its_share_until_its_batch_is_in() -> None:
+    """A reader that handed over its last batch and ended: as with push_many, the source is
+    still pushing (awaited, with its share) until the rest of its batch is in the window."""
+    m: TimeMerger[str] = TimeMerger(4, 10**9)
+    m.add_source("a", 0)
+    m.add_source("b", 0)
+    assert _run(m, "a", [1, 2, 3, 4, 5]) == []
+    assert m.remove_source("a", 0) == [], "b is awaited"
+    assert m.sources == frozenset({"a", "b"}) and m.quota() == 2
+    assert _run(m, "b", [3]) == ["a1", "a2", "a3", "b3"]
+    assert m.sources == frozenset({"b"}), "a's batch is all in the window now: a is gone"
+    assert m.remove_source("b", 0) == ["a4", "a5"]
+    assert len(m) == 0
+
+
+def test_drain_timeout_counts_from_entering_the_window() -> None:
+    """Held beyond the share, a response does not age: it starts waiting when it enters the
+    window."""
+    m: TimeMerger[str] = TimeMerger(2, drain_timeout_ns=1000, idle_ns=10**6)
+    m.add_source("a", 0)
+    m.add_source("b", 0)
+    assert m.push_many("b", [(0, "b0")], 0, 0)[0] == []
+    m.remove_source("b", 0)
+    m.add_source("c", 0)  # awaited, never sends
+    assert _run(m, "a", [1, 2, 3], now=0) == [], "c is awaited; a's share (1) is in the window"
+    assert m.next_deadline_ns() == 1000
+    assert m.poll(1000) == ["b0", "a1"], "a1 and the older b0 waited 1000 ns"
+    assert m.poll(1999) == [], "a2 entered the window at 1000"
+    assert m.poll(2000) == ["a2"]
+    assert m.stats.forced_by_timeout == 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    streams=st.lists(st.lists(st.integers(0, 500), max_size=40).map(sorted), min_size=1, max_size=5),
+    max_len=st.integers(1, 20),
+    schedule=st.lists(st.tuples(st.integers(0, 4), st.integers(1, 30)), max_size=200),
+)
+def test_runs_merge_exactly_whatever_the_batches(
+    streams: list[list[int]], max_len: int, schedule: list[tuple[int, int]]
+) -> None:
+    """Sources in order, batches of any size pushed whenever the source may: sorted,
+    complete, each source's own order kept, nothing forced."""
+    m: TimeMerger[tuple[int, int, int]] = TimeMerger(max_len, 10**9)
+    names = [f"s{i}" for i in range(len(streams))]
+    for name in names:
+        m.add_source(name, 0)
+    pos = [0] * len(streams)
+    out: list[tuple[int, int, int]] = []
+    active = [i for i, s in enumerate(streams) if s]
+    for i, s in enumerate(streams):
+        if not s:
+            out += m.remove_source(names[i], 0)
+    steps = iter(schedule)
+    while active:
+        pick, size = next(steps, (0, 8))
+        ready = [j for j in active if m.can_accept(names[j])]
+        assert ready, "some source may always push"
+        i = ready[pick % len(ready)]
+        ts = streams[i][pos[i] : pos[i] + size]
+        out += m.push_run(names[i], ts, [(t, i, pos[i] + k) for k, t in enumerate(ts)], 0)
+        pos[i] += len(ts)
+        if pos[i] == len(streams[i]):
+            out += m.remove_source(names[i], 0)
+            active.remove(i)
+    out += m.drain()
+    assert [t for t, _, _ in out] == sorted(t for s in streams for t in s)
+    for i in range(len(streams)):
+        assert [k for _, j, k in out if j == i] == list(range(len(streams[i])))
+    st_ = m.stats
+    assert (st_.out_of_order, st_.forced_by_length, st_.forced_by_timeout) == (0, 0, 0)
+    assert st_.max_buffered <= max_len + len(streams)
+    assert len(m) == 0
+
+
+def _line(t: str, kind: str = "flow") -> bytes:
+    return b'{"' + kind.encode() + b'":{},"time":"' + t.encode() + b'"}'
+
+
+def test_timed_lines_takes_the_senders_times() -> None:
+    lines = [_line("2026-11-26T12:00:00Z"), _line("2026-11-26T12:00:01Z")]
+    times, kept, untimed = timed_lines(lines, [7, 8])
+    assert (times, kept, untimed) == ([7, 8], lines, []), "the given times win; the lines are not read"
+
+
+@pytest.mark.parametrize(
+    "times_ns",
+    [pytest.param([], id="no-times"), pytest.param([5], id="one-short"), pytest.param([0, 0, 0], id="all-zero")],
+)
+def test_timed_lines_falls_back_to_the_lines(times_ns: list[int]) -> None:
+    """An agent that does not fill times_ns (or fills it wrongly): the times are read from
+    the lines; a line without a time passes through separately."""
+    status = b'{"node_status":{"state_change":"NODE_CONNECTED"},"node_name":"x"}'
+    lines = [_line("2026-11-26T12:00:00.5Z"), status, _line("1970-01-01T00:00:02Z", "lost_events")]
+    times, kept, untimed = timed_lines(lines, times_ns)
+    assert times == [parse_rfc3339_ns("2026-11-26T12:00:00.5Z"), 2 * S]
+    assert kept == [lines[0], lines[2]]
+    assert untimed == [status]
+
+
+def test_timed_lines_reads_only_the_zero_entries_and_drops_empty_lines() -> None:
+    lines = [_line("2026-11-26T12:00:00Z"), _line("1970-01-01T00:00:03Z"), _line("2026-11-26T12:00:02Z")]
+    times, kept, _ = timed_lines(lines, [11, 0, 13])
+    assert times == [11, 3 * S, 13]
+    assert kept == lines
+    times, kept, _ = timed_lines([lines[0], b"", lines[1]], [11, 12, 13])
+    assert kept == [lines[0], lines[1]], "an empty line is dropped"
+    assert times == [parse_rfc3339_ns("2026-11-26T12:00:00Z"), 3 * S], "times no longer line up: read"

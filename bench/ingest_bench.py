@@ -2,12 +2,21 @@
 
 Method: the real datapath program (hb_from_endpoint, aggregation level none, so every run
 emits a record) is driven with BPF_PROG_TEST_RUN from a producer thread at full speed into a
-64 MiB ring buffer, while the agent's own ingest path (observer.agent.ingest.Ingest: mmap
-drain, decode, enrich with a resolver knowing both endpoints, orjson, store) consumes on the
-main thread. Reported: events/s consumed, producer events/s, kernel lost counter, and the
-consumer's rate on records already in the ring (pure userspace cost).
+64 MiB ring buffer (~520,000 records), while the agent's own ingest path
+(observer.agent.ingest.Ingest, enrich with a resolver knowing both endpoints, store) consumes
+on the main thread. Both paths are measured: native (native/build/libhbflow.so renders the
+JSON lines in C straight from the mapped ring, FlowStore.extend per batch) and Python (mmap
+drain, decode, FlowBuilder.build, orjson, FlowStore.append). Reported per path: events/s
+consumed while the producer runs (more events than the ring holds, so a slower consumer
+shows up as kernel losses), the producer's own rate meanwhile, the kernel lost counter, and the consumer alone on records
+already in the ring (pure userspace cost). For the native path also, to show where the
+time goes, the consumer alone with a store that does not LZ4-seal its blocks, and the
+renderer alone (C + the Python objects for the lines, no store).
 
-Needs root and bpf/build/datapath.o (`make -C bpf`).
+    python3 bench/ingest_bench.py [--quick] [--python-only]
+
+Needs root, bpf/build/datapath.o (`make -C bpf`) and for the native path
+native/build/libhbflow.so (`make -C native`).
 """
 
 from __future__ import annotations
@@ -23,8 +32,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from observer import __version__  # noqa: E402
-from observer.agent.ingest import Ingest  # noqa: E402
+from observer import __version__, native  # noqa: E402
+from observer.agent.ingest import Ingest, boot_to_wall_offset  # noqa: E402
 from observer.bpf import loader  # noqa: E402
 from observer.bpf.ringbuf import RingBuffer  # noqa: E402
 from observer.enrich.resolver import EndpointInfo, ResolverSnapshot, StaticResolver  # noqa: E402
@@ -41,7 +50,7 @@ def _frame() -> bytes:
     return eth + ip + tcp
 
 
-def _pipeline(ring_bytes: int) -> tuple[loader.BpfObject, Ingest]:
+def _pipeline(ring_bytes: int, use_native: bool) -> tuple[loader.BpfObject, Ingest]:
     obj = loader.BpfObject.open(REPO / "bpf" / "build" / "datapath.o", None, ring_bytes=ring_bytes)
     loader.write_config(obj, loader.DatapathConfig(aggregation_level=loader.AGG_NONE))
     ring = RingBuffer(obj.map_fd(loader.RING_MAP), obj.map(loader.RING_MAP).max_entries)
@@ -53,24 +62,28 @@ def _pipeline(ring_bytes: int) -> tuple[loader.BpfObject, Ingest]:
         ]
     )
     builder = FlowBuilder("default/bench", StaticResolver(snap), __version__)
-    ingest = Ingest(ring, FlowDecoder(), builder, FlowStore(1048575), AgentMetrics())
+    ingest = Ingest(
+        ring, FlowDecoder(), builder, FlowStore(1048575), AgentMetrics(), native=use_native
+    )
     return obj, ingest
 
 
-def run(quick: bool = False) -> dict[str, Any]:
-    total = 100_000 if quick else 400_000
-    obj, ingest = _pipeline(64 << 20)
+def _measure(use_native: bool, total: int, alone: int) -> dict[str, Any]:
+    obj, ingest = _pipeline(64 << 20, use_native)
     prog = obj.prog_fd(loader.PROG_FROM_ENDPOINT)
     frame = _frame()
     produced = 0
+    produce_s = 0.0
     done = threading.Event()
 
     def produce() -> None:
-        nonlocal produced
+        nonlocal produced, produce_s
         step = 20_000
+        p0 = time.perf_counter()
         while produced < total:
             loader.prog_test_run(prog, frame, repeat=step)
             produced += step
+        produce_s = time.perf_counter() - p0
         done.set()
 
     t0 = time.perf_counter()
@@ -85,9 +98,10 @@ def run(quick: bool = False) -> dict[str, Any]:
             time.sleep(0.001)
     th.join()
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     lost = loader.read_lost(obj).total
     # userspace only: fill the ring first, then drain
-    loader.prog_test_run(prog, frame, repeat=100_000)
+    loader.prog_test_run(prog, frame, repeat=alone)
     t1 = time.perf_counter()
     n = 0
     while True:
@@ -96,17 +110,60 @@ def run(quick: bool = False) -> dict[str, Any]:
             break
         n += k
     drain_only = n / (time.perf_counter() - t1)
+    figures: dict[str, Any] = {
+        "events_per_s_concurrent": round(consumed / wall),
+        "producer_events_per_s": round(produced / produce_s),
+        "events_per_s_drain_only": round(drain_only),
+        "events": consumed,
+        "kernel_lost": lost,
+        "cpu_s": round(cpu, 2),
+    }
+    if use_native:
+        # the same with a store that does not seal (LZ4) its blocks: the sealing's share
+        ingest.store = FlowStore(1048575, seal=False)
+        loader.prog_test_run(prog, frame, repeat=alone)
+        t1 = time.perf_counter()
+        n = 0
+        while k := ingest.drain():
+            n += k
+        figures["events_per_s_drain_only_unsealed_store"] = round(n / (time.perf_counter() - t1))
+        # the renderer alone (C walk + render, the line objects), no store
+        lib = native.require()
+        renderer = native.FlowRenderer(lib, ingest.builder)
+        nring = native.NativeRing(lib, ingest.ring.map_fd, ingest.ring.size)
+        loader.prog_test_run(prog, frame, repeat=alone)
+        offset = boot_to_wall_offset()
+        t2 = time.perf_counter()
+        n = 0
+        while True:
+            chunk = renderer.drain(nring, offset)
+            n += chunk.records
+            if not chunk.more:
+                break
+        figures["render_only_events_per_s"] = round(n / (time.perf_counter() - t2))
+        nring.close()
+        renderer.close()
+    ingest.close()
     ingest.ring.close()
     obj.close()
-    return {
-        "ingest_events_per_s_concurrent": round(consumed / wall),
-        "ingest_events_per_s_drain_only": round(drain_only),
-        "ingest_events": consumed,
-        "ingest_kernel_lost": lost,
-        "ingest_cpu_s": round(time.process_time() - cpu0, 2),
-    }
+    return figures
+
+
+def run(quick: bool = False, python_only: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if not python_only:
+        if native.load() is None:
+            out["ingest_native"] = f"unavailable: {native.load_problem()}"
+        else:
+            total = 300_000 if quick else 2_000_000
+            for k, v in _measure(True, total, 100_000 if quick else 400_000).items():
+                out[f"ingest_native_{k}"] = v
+    total = 50_000 if quick else 400_000
+    for k, v in _measure(False, total, 50_000 if quick else 100_000).items():
+        out[f"ingest_python_{k}"] = v
+    return out
 
 
 if __name__ == "__main__":
-    for k, v in run("--quick" in sys.argv).items():
-        print(f"{k:40} {v}")
+    for k, v in run("--quick" in sys.argv, "--python-only" in sys.argv).items():
+        print(f"{k:54} {v}")

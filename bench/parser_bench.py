@@ -3,8 +3,10 @@
 Method: 100,000 synthetic datapath records (TCP both ways between 16 v4/v6 endpoints, UDP,
 ICMP echo, policy drops and verdicts, in the mix an aggregated datapath emits) are run
 through FlowDecoder.decode, then + FlowBuilder.build (StaticResolver lookups, UUID, time),
-then + orjson.dumps (what the store keeps). Rate = records / process CPU time, best of R
-runs, so other load on the machine inflates it less.
+then + orjson.dumps (what the store keeps); and the native renderer (observer.native: C
+renders the same JSON lines straight from a ring laid out like the kernel's, a memfd here,
+plus the Python objects for the lines) when native/build/libhbflow.so is built. Rate =
+records / process CPU time, best of R runs, so other load on the machine inflates it less.
 
     python3 bench/parser_bench.py [--events N] [--repeat R]
     python3 -m bench --only parser [--quick]      (the runner: flat figures via run())
@@ -14,11 +16,16 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import mmap
+import os
+import struct
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
+from observer import native
 from observer.bpf import structs
 from observer.enrich import EndpointInfo, ResolverSnapshot, StaticResolver
 from observer.parser import FlowBuilder, FlowDecoder
@@ -143,11 +150,33 @@ def _workload(n: int) -> tuple[list[bytes], StaticResolver]:
     return recs, resolver
 
 
-STAGES = ("decode", "build", "json")
+STAGES = ("decode", "build", "json", "native")
+
+
+def _memfd_ring(recs: list[bytes]) -> tuple[int, int]:
+    """A memfd laid out like a BPF ring buffer map's mapping (consumer page, producer page,
+    data area twice) holding ``recs``; returns (fd, ring size)."""
+    page = mmap.PAGESIZE
+    used = sum((len(r) + 8 + 7) & ~7 for r in recs)
+    size = page
+    while size < used + 8:
+        size *= 2
+    fd = os.memfd_create("parser-bench-ring")
+    os.ftruncate(fd, 2 * page + 2 * size)
+    data = bytearray(size)
+    pos = 0
+    for r in recs:
+        struct.pack_into("<II", data, pos, len(r), 0)
+        data[pos + 8 : pos + 8 + len(r)] = r
+        pos += (len(r) + 8 + 7) & ~7
+    os.pwrite(fd, struct.pack("<Q", pos), page)
+    os.pwrite(fd, bytes(data) * 2, 2 * page)
+    return fd, size
 
 
 def measure(events: int, repeat: int) -> dict[str, float]:
-    """Best events/s of each stage (cumulative: build includes decode, json includes both)."""
+    """Best events/s of each stage (cumulative: build includes decode, json includes both;
+    native is the whole of json's work done by the native renderer)."""
     recs, resolver = _workload(events)
     base_ns = 1_790_000_000_000_000_000
 
@@ -171,14 +200,39 @@ def measure(events: int, repeat: int) -> dict[str, float]:
             ev = decode(r)
             dumps(build(ev, base_ns + ev.ts_ns))
 
+    stages: list[tuple[str, Callable[[], None]]] = [
+        ("decode", run_decode), ("build", run_build), ("json", run_json),
+    ]  # fmt: skip
+    lib = native.load()
+    if lib is not None:
+        fd, size = _memfd_ring(recs)
+        nring = native.NativeRing(lib, fd, size)
+        renderer = native.FlowRenderer(lib, FlowBuilder("default/node-a", resolver, "0.1.0"))
+
+        def run_native() -> None:
+            os.pwrite(fd, bytes(8), 0)  # consumer position back to the start
+            n = 0
+            while True:
+                chunk = renderer.drain(nring, base_ns)
+                n += chunk.records
+                if not chunk.more:
+                    break
+            assert n == len(recs)
+
+        stages.append(("native", run_native))
+
     rates: dict[str, float] = {}
-    for name, fn in zip(STAGES, (run_decode, run_build, run_json), strict=True):
+    for name, fn in stages:
         best = float("inf")
         for _ in range(repeat):
             t0 = time.process_time()
             fn()
             best = min(best, time.process_time() - t0)
         rates[name] = len(recs) / max(best, 1e-9)
+    if lib is not None:
+        nring.close()
+        renderer.close()
+        os.close(fd)
     return rates
 
 
@@ -191,6 +245,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "parser_decode_events_per_s": round(rates["decode"]),
         "parser_decode_build_events_per_s": round(rates["build"]),
         "parser_decode_build_json_events_per_s": round(rates["json"]),
+        "parser_native_events_per_s": round(rates["native"]) if "native" in rates else None,
     }
 
 
@@ -201,7 +256,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     rates = measure(args.events, args.repeat)
     print(f"{args.events} records, best of {args.repeat} runs")
-    labels = {"decode": "decode", "build": "decode+build", "json": "+orjson"}
+    labels = {"decode": "decode", "build": "decode+build", "json": "+orjson", "native": "native"}
+    if "native" not in rates:
+        print(f"native: unavailable ({native.load_problem()})")
     for name, rate in rates.items():
         print(f"{labels[name]:14s} {rate:12,.0f} events/s   {1e6 / rate:6.2f} us/event")
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian 12 machine (as root) to build and run hubblectl:
 # system packages, a virtualenv in .venv with hubblectl installed, the BPF objects
-# compiled, bpffs mounted. Safe to run again.
+# and the native ingest library compiled, bpffs mounted. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +31,7 @@ fi
 .venv/bin/python -m pip install -q -c constraints.txt -e '.[test]'
 
 make -s -C bpf
+make -s -C native  # the agent's native ingest path (observer/native)
 
 if ! mountpoint -q /sys/fs/bpf; then
     mount -t bpf bpf /sys/fs/bpf

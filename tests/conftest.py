@@ -52,11 +52,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def bpf_build_dir(privileged_env: None) -> Path:
-    """The compiled BPF objects, built with `make -C bpf` if missing or stale."""
+    """The compiled BPF objects, built with `make -C bpf` if missing or stale; the agent's
+    native ingest library (`make -C native`) is built with them."""
     out = REPO / "bpf" / "build"
-    res = subprocess.run(["make", "-s", "-C", str(REPO / "bpf")], capture_output=True, text=True)
-    if res.returncode != 0:
-        pytest.fail(f"make -C bpf failed:\n{res.stdout}\n{res.stderr}")
+    for d in ("bpf", "native"):
+        res = subprocess.run(["make", "-s", "-C", str(REPO / d)], capture_output=True, text=True)
+        if res.returncode != 0:
+            pytest.fail(f"make -C {d} failed:\n{res.stdout}\n{res.stderr}")
     return out
 
 

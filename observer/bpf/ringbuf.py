@@ -40,7 +40,7 @@ class RingBuffer:
     """Consumer of one BPF_MAP_TYPE_RINGBUF map of ``size`` bytes (its max_entries).
 
     Single consumer: do not drain one ring from two readers. ``close()`` is idempotent;
-    the map fd stays the caller's.
+    the map fd stays the caller's (``map_fd``: the native ingest path maps it too).
     """
 
     def __init__(self, map_fd: int, size: int) -> None:
@@ -51,6 +51,7 @@ class RingBuffer:
                 f"map ring buffer of {size} bytes (not a power-of-two number of pages)",
             )
         self.size = size
+        self.map_fd = map_fd
         self._mask = size - 1
         self._data_off = page  # the data area starts one page into the producer mapping
         self._cons: mmap.mmap | None = None

@@ -40,7 +40,7 @@ from grpc_reflection.v1alpha import reflection
 from observer import __version__
 from observer.agent.config import AGGREGATION_LEVELS, AgentConfig
 from observer.agent.hostinfo import host_addresses
-from observer.agent.ingest import Ingest
+from observer.agent.ingest import MAX_DRAIN_PER_CALL, Ingest
 from observer.agent.policy import ApplyResult, Change, PolicyEngine, PolicySummary, TraceResult
 from observer.api.v1.hubblectl import agent_pb2, agent_pb2_grpc
 from observer.api.v1.observer import observer_pb2, observer_pb2_grpc
@@ -70,6 +70,7 @@ log = logging.getLogger(__name__)
 DATAPATH_OBJECT = "datapath.o"
 HEALTH_SERVICE = "hubble.server.Observer"
 LOST_POLL_S = 1.0
+COMPACT_BUDGET_S = 0.004  # per poll tick, when the ring is drained: at most ~40% of a core
 
 
 class Agent:
@@ -88,7 +89,9 @@ class Agent:
             cfg.cluster_dir or None,
             NodeRecord(self.node.name, self.node.address, self.node.tls_server_name),
         )
-        self.store = FlowStore(cfg.max_flows)
+        # history blocks are LZ4-compressed when ingest is idle (the ingest loop calls
+        # store.compact()), so that a burst of events is stored at full speed
+        self.store = FlowStore(cfg.max_flows, defer=True)
         self.resolver = StaticResolver()
         self.builder = FlowBuilder(cfg.absolute_node_name, self.resolver, __version__)
         self.decoder = FlowDecoder()
@@ -334,7 +337,11 @@ class Agent:
         next_lost = time.monotonic() + LOST_POLL_S
         try:
             while not self._stop.is_set():
-                self.drain()
+                if self.drain() < MAX_DRAIN_PER_CALL:
+                    # the ring is drained: compress history left uncompressed meanwhile
+                    # (under sustained overload this waits, and memory stays bounded by
+                    # the uncompressed store's)
+                    self.store.compact(COMPACT_BUDGET_S)
                 if time.monotonic() >= next_lost:
                     self.poll_lost()
                     next_lost = time.monotonic() + LOST_POLL_S

@@ -166,7 +166,7 @@ class Ingest:
             total += chunk.records
             errors += chunk.errors
             if chunk.lines:
-                extend(chunk.times, flow_kind, chunk.lines)
+                extend(chunk.times, flow_kind, chunk.lines, one_line=True)
                 if out is not None:
                     out.write(chunk.data)
                     out.flush()

@@ -35,6 +35,7 @@ time window (their time is when the loss was detected).
 from __future__ import annotations
 
 import asyncio
+import time
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -113,6 +114,7 @@ class FlowStore:
     """Bounded ring of responses with a monotonic write sequence (see the module doc)."""
 
     __slots__ = (
+        "_backlog",
         "_blocks",
         "_cache_joined",
         "_cache_lines",
@@ -120,10 +122,13 @@ class FlowStore:
         "_capacity",
         "_compact",
         "_data",
+        "_defer",
         "_event",
         "_kind",
         "_mask",
+        "_mixed",
         "_next",
+        "_one_line",
         "_rate_cnt",
         "_rate_end",
         "_rate_idx",
@@ -134,7 +139,12 @@ class FlowStore:
     )
 
     def __init__(
-        self, capacity: int = DEFAULT_CAPACITY, *, compact: bool = True, seal: bool = True
+        self,
+        capacity: int = DEFAULT_CAPACITY,
+        *,
+        compact: bool = True,
+        seal: bool = True,
+        defer: bool = False,
     ) -> None:
         """``compact``: store a copy of each ``data`` in an exact-size bytes object.
 
@@ -144,7 +154,11 @@ class FlowStore:
         costs a memcpy per append. Pass False only for data that is already exact-size.
 
         ``seal``: compress blocks the writer has left (see the module doc); stores smaller
-        than ``_MIN_SEALED_SIZE`` slots never seal.
+        than ``_MIN_SEALED_SIZE`` slots never seal. ``defer``: do not compress as the writer
+        leaves a block but queue it for ``compact()``, which the owner calls when it is idle
+        (the agent: when the ring buffer is empty), so that a burst is ingested at full speed
+        and compressed afterwards; a queued block the writer reaches again is simply
+        overwritten. Memory is then at worst that of an unsealed store.
         """
         self._capacity = validate_capacity(capacity)
         self._compact = compact
@@ -156,6 +170,14 @@ class FlowStore:
         self._blocks: list[bytes | None] | None = (
             [None] * (size >> BLOCK_SHIFT) if seal and size >= _MIN_SEALED_SIZE else None
         )
+        self._defer = defer
+        self._backlog: dict[int, None] = {}  # blocks left by the writer, not yet compressed
+        # sealed blocks the writer has begun to overwrite: an entry's raw bytes, where the
+        # slot holds them, are newer than the compressed block's
+        self._mixed: set[int] = set()
+        # per block: entries written by ``extend(..., one_line=True)`` since the writer
+        # entered it; a block all of whose entries came so needs no newline scan to seal
+        self._one_line = array("l", bytes(8 * (size >> BLOCK_SHIFT))) if self._blocks else array("l")
         self._cache_src: bytes | None = None
         self._cache_joined = b""
         self._cache_lines: list[bytes] = []
@@ -191,11 +213,20 @@ class FlowStore:
                 self._count_rate_slow(time_ns)
         return seq
 
-    def extend(self, times: Sequence[int], kind: int, lines: Sequence[bytes]) -> None:
+    def extend(
+        self,
+        times: Sequence[int],
+        kind: int,
+        lines: Sequence[bytes],
+        *,
+        one_line: bool = False,
+    ) -> None:
         """Store many responses of one ``kind`` at once (``times[i]`` for ``lines[i]``):
         the same as ``append`` for each in turn, with slice copies instead of a Python step
         per entry. The lines are stored as they are (no exact-size copy: pass slices of a
-        joined buffer or other exact-size bytes)."""
+        joined buffer or other exact-size bytes). ``one_line``: the caller guarantees that no
+        line contains a newline (JSON encoders never write a raw one), which spares sealing
+        its check."""
         count = len(lines)
         if len(times) != count:
             raise ValueError(f"extend: {len(times)} times for {count} lines")
@@ -209,13 +240,18 @@ class FlowStore:
                 self._enter_block(seq, slot)
             room = (BLOCK - (slot & _BLOCK_MASK)) if self._blocks is not None else size - slot
             n = min(count - done, room, size - slot)
+            if one_line and self._blocks is not None:
+                self._one_line[slot >> BLOCK_SHIFT] += n
             data[slot : slot + n] = lines[done : done + n]
             ttab[slot : slot + n] = array("q", times[done : done + n])
             ktab[slot : slot + n] = bytes((kind,)) * n
             self._next = seq + n
             done += n
-        if kind == _FLOW:
+        if kind == _FLOW and count:
             start, end = self._rate_start, self._rate_end
+            if start <= min(times) and max(times) < end:  # all in the current second
+                self._rate_cnt[self._rate_idx] += count
+                return
             for t in times:
                 if start <= t < end:
                     self._rate_cnt[self._rate_idx] += 1
@@ -225,29 +261,58 @@ class FlowStore:
 
     def _enter_block(self, seq: int, slot: int) -> None:
         """The writer is about to write the first slot of a block: seal the block it just
-        filled, and unseal this one if it was sealed (its entries stay readable until each is
-        overwritten)."""
+        filled. If this one is sealed it stays so, as the backing of the entries not yet
+        overwritten (a *mixed* block: raw slots win), rather than being decompressed for
+        entries that are about to go."""
         blocks = self._blocks
         assert blocks is not None
         if seq >= BLOCK:
             self._seal(((slot - BLOCK) & self._mask) >> BLOCK_SHIFT)
         index = slot >> BLOCK_SHIFT
-        if blocks[index] is not None:
-            lo = index << BLOCK_SHIFT
-            self._data[lo : lo + BLOCK] = self._block_lines(index)
+        self._one_line[index] = 0
+        if index in self._backlog:
+            # left by the writer but never compressed: its raw entries are all in place
+            # (newer than any backing it has, which is dropped)
+            del self._backlog[index]
             blocks[index] = None
+            self._mixed.discard(index)
+        elif blocks[index] is not None:
+            self._mixed.add(index)
 
     def _seal(self, index: int) -> None:
+        if self._defer:
+            self._backlog[index] = None
+        else:
+            self._compress(index)
+
+    def compact(self, budget_s: float = 0.005) -> int:
+        """Compress queued blocks (``defer``) for up to about ``budget_s`` seconds; returns how
+        many blocks are still queued."""
+        backlog = self._backlog
+        deadline = time.monotonic() + budget_s
+        while backlog:
+            index = next(iter(backlog))
+            del backlog[index]
+            self._compress(index)
+            if time.monotonic() >= deadline:
+                break
+        return len(backlog)
+
+    def _compress(self, index: int) -> None:
         blocks = self._blocks
         assert blocks is not None
-        if blocks[index] is not None:
-            return
+        if blocks[index] is not None and index not in self._mixed:
+            return  # sealed, not overwritten since
         lo = index << BLOCK_SHIFT
         joined = b"\n".join(self._data[lo : lo + BLOCK])  # type: ignore[arg-type]  # all written
-        if joined.count(b"\n") != BLOCK - 1:
-            return  # an entry holds a newline: splitting could not give it back; keep it raw
+        if self._one_line[index] != BLOCK and joined.count(b"\n") != BLOCK - 1:
+            # an entry holds a newline: splitting could not give it back; keep it raw
+            blocks[index] = None
+            self._mixed.discard(index)
+            return
         blocks[index] = lz4.block.compress(joined)
         self._data[lo : lo + BLOCK] = [None] * BLOCK
+        self._mixed.discard(index)
 
     def _block_lines(self, index: int) -> list[bytes]:
         """The entries of sealed block ``index``, decompressed (cached for the last block)."""
@@ -262,6 +327,15 @@ class FlowStore:
         elif not self._cache_lines:
             self._cache_lines = self._cache_joined.split(b"\n")
         return self._cache_lines
+
+    def _mixed_lines(self, index: int, slot: int, offset: int, n: int) -> list[bytes]:
+        """Entries ``offset..offset+n`` of a mixed block: a slot's raw bytes, else the
+        compressed block's."""
+        old = self._block_lines(index)[offset : offset + n]
+        return [
+            new if new is not None else prev
+            for new, prev in zip(self._data[slot : slot + n], old, strict=True)
+        ]
 
     def _block_joined(self, index: int) -> bytes:
         """Sealed block ``index`` decompressed: its entries joined by newlines (cached)."""
@@ -297,6 +371,8 @@ class FlowStore:
             index = slot >> BLOCK_SHIFT
             if blocks[index] is None:
                 parts += data[slot : slot + n]  # type: ignore[arg-type]  # written slots
+            elif index in self._mixed:
+                parts += self._mixed_lines(index, slot, offset, n)
             elif n == BLOCK:
                 parts.append(self._block_joined(index))
             else:
@@ -433,6 +509,8 @@ class FlowStore:
             index = slot >> BLOCK_SHIFT
             if blocks[index] is None:
                 out += data[slot : slot + n]
+            elif index in self._mixed:
+                out += self._mixed_lines(index, slot, offset, n)
             else:
                 out += self._block_lines(index)[offset : offset + n]
             seq += n

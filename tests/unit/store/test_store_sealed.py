@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from observer.store import EntryKind, FlowStore
-from observer.store.ring import BLOCK
+from observer.store.ring import BLOCK, Entry
 
 _FLOW = int(EntryKind.FLOW)
 _LOST = int(EntryKind.LOST)
@@ -182,3 +182,59 @@ def test_extend_equals_appending_one_by_one(seal: bool, capacity: int, chunks: l
 def test_extend_refuses_mismatched_lengths() -> None:
     with pytest.raises(ValueError, match="2 times for 1 lines"):
         FlowStore(15).extend([1, 2], _FLOW, [b"{}"])
+
+
+@pytest.mark.parametrize("one_line", [True, False], ids=["one-line", "checked"])
+def test_deferred_sealing_compacts_to_the_same_bytes(one_line: bool) -> None:
+    deferred = FlowStore(2047, defer=True)
+    inline = FlowStore(2047)
+    plain = FlowStore(2047, seal=False)
+    i = 0
+    for n in (300, 700, 1200, 5, 2000, 3000):
+        times = [1_000 + i + k for k in range(n)]
+        lines = [_line(i + k) for k in range(n)]
+        for store in (deferred, inline):
+            store.extend(times, _FLOW, lines, one_line=one_line)
+        plain.extend(times, _FLOW, lines)
+        i += n
+        lo, hi = plain.oldest_seq, plain.next_seq
+        # queued blocks read raw; after compact(), sealed: the same bytes either way
+        assert deferred.data_range(lo, hi) == plain.data_range(lo, hi)
+        if i > 2 * 2048:
+            assert deferred.sealed_fraction() < inline.sealed_fraction()
+        assert deferred.compact(budget_s=10) == 0
+        assert deferred.data_range(lo, hi) == plain.data_range(lo, hi)
+        assert deferred.lines_range(lo, hi) == plain.lines_range(lo, hi)
+        assert deferred.select(number=50) == plain.select(number=50)
+    assert deferred.sealed_fraction() > 0.5
+
+
+def test_compact_stops_at_its_budget() -> None:
+    store = FlowStore(4095, defer=True)
+    store.extend(list(range(4000)), _FLOW, [_line(i) for i in range(4000)])
+    assert store.sealed_fraction() == 0
+    left = store.compact(budget_s=0)  # one block, then the deadline has passed
+    assert left > 0
+    assert store.sealed_fraction() > 0
+    assert store.compact(budget_s=10) == 0
+
+
+def test_one_line_promise_skips_the_newline_check() -> None:
+    """The promise is the caller's: a line that breaks it is split on read (documented)."""
+    store = FlowStore(1023)
+    lines = [_line(i) for i in range(3 * BLOCK)]
+    lines[3] = b'{"a":"x\ny"}'
+    store.extend(list(range(3 * BLOCK)), _FLOW, lines, one_line=True)
+    assert store.sealed_fraction() > 0  # block 0 sealed without a scan
+    checked = FlowStore(1023)
+    checked.extend(list(range(3 * BLOCK)), _FLOW, lines)
+    assert checked.get(3) == Entry(3, 3, _FLOW, b'{"a":"x\ny"}')  # kept raw, intact
+
+
+def test_extend_counts_the_rate_of_a_batch_in_one_second_at_once() -> None:
+    base = 1_795_694_400_000_000_000
+    store = FlowStore(1023)
+    store.append(base, _FLOW, _line(0))  # sets the current second
+    store.extend([base + k for k in range(1, 600)], _FLOW, [_line(k) for k in range(1, 600)])
+    store.extend([base + 10**9 + k for k in range(100)], _FLOW, [_line(k) for k in range(100)])
+    assert store.flows_rate(base + 10**9) == (600 + 100) / 60

@@ -26,7 +26,6 @@ sys.path.insert(0, str(REPO))
 import grpc  # noqa: E402
 
 from bench.stream_bench import Bench  # noqa: E402
-from observer.api.v1.hubblectl import agent_pb2_grpc  # noqa: E402
 from observer.api.v1.observer import observer_pb2_grpc  # noqa: E402
 from observer.server.observer import FlowStreamServicer, NodeInfo, ObserverServicer  # noqa: E402
 
@@ -56,7 +55,7 @@ async def _main(n: int, runs: int) -> dict[str, Any]:
         node = NodeInfo(name="default/bench", address=bench.target)
         server = grpc.aio.server()
         observer_pb2_grpc.add_ObserverServicer_to_server(ObserverServicer(bench.store, node), server)
-        agent_pb2_grpc.add_FlowStreamServicer_to_server(FlowStreamServicer(bench.store, node), server)
+        FlowStreamServicer(bench.store, node).add_to_server(server)
         server.add_insecure_port(bench.target)
         await server.start()
         try:

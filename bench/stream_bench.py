@@ -282,9 +282,7 @@ class Bench:
         node = NodeInfo(name="default/bench", address=self.target)
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         observer_pb2_grpc.add_ObserverServicer_to_server(ObserverServicer(self.store, node), server)
-        agent_pb2_grpc.add_FlowStreamServicer_to_server(
-            FlowStreamServicer(self.store, node), server
-        )
+        FlowStreamServicer(self.store, node).add_to_server(server)
         server.add_insecure_port(self.target)
         await server.start()
         try:

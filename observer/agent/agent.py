@@ -359,7 +359,7 @@ class Agent:
 
     def _add_public_services(self, server: grpc.aio.Server) -> None:
         observer_pb2_grpc.add_ObserverServicer_to_server(ObserverServicer(self.store, self.node, metrics=self.metrics), server)
-        agent_pb2_grpc.add_FlowStreamServicer_to_server(FlowStreamServicer(self.store, self.node, metrics=self.metrics), server)
+        FlowStreamServicer(self.store, self.node, metrics=self.metrics).add_to_server(server)
         peer_pb2_grpc.add_PeerServicer_to_server(PeerServicer(self.cluster), server)
         health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

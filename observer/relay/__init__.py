@@ -2,7 +2,7 @@
 
     pool.py    peers (static or from the Peer service), a channel each, state, backoff
     merge.py   the pure time-ordered merge (runs per node, a drain window), ``number`` semantics
-    wire.py    FlowBatch encoded and decoded without the protobuf runtime's copies (pure)
+    (observer/api/wire.py: FlowBatch encoded and decoded without the protobuf runtime's copies)
     status.py  ServerStatus / GetNodes / node-status events from the nodes' reports (pure)
     server.py  the servicers, the per-request ``FlowSession`` and the ``Relay`` process
 

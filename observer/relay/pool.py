@@ -29,8 +29,8 @@ import grpc
 
 from observer.api.v1.observer import observer_pb2
 from observer.api.v1.peer import peer_pb2
+from observer.api.wire import decode_flow_batch
 from observer.errors import ConfigError
-from observer.relay.wire import decode_flow_batch
 from observer.server.tls import channel_credentials, diagnose_tls, hubble_server_name
 
 log = logging.getLogger(__name__)

@@ -39,6 +39,7 @@ from observer import __version__
 from observer.api.convert import response_to_json_line, response_to_proto
 from observer.api.v1.hubblectl import agent_pb2
 from observer.api.v1.observer import observer_pb2, observer_pb2_grpc
+from observer.api.wire import WireError, encode_flow_batches
 from observer.errors import ConfigError
 from observer.relay.merge import FirstN, LastN, MergeStats, TimeMerger, TimeParser, timed_lines
 from observer.relay.pool import (
@@ -61,7 +62,6 @@ from observer.relay.status import (
     node_status_line,
     server_status,
 )
-from observer.relay.wire import WireError, encode_flow_batches
 from observer.server.listen import bind
 from observer.server.query import InvalidRequest, compile_request
 from observer.server.tls import server_credentials

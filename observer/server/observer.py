@@ -18,9 +18,10 @@ import orjson
 
 from observer import __version__
 from observer.api.convert import response_to_proto
-from observer.api.v1.hubblectl import agent_pb2, agent_pb2_grpc
+from observer.api.v1.hubblectl import agent_pb2
 from observer.api.v1.observer import observer_pb2, observer_pb2_grpc
 from observer.api.v1.relay import relay_pb2
+from observer.api.wire import encode_flow_batch, encode_line_parts
 from observer.metrics import AgentMetrics
 from observer.server.query import (
     FlowQuery,
@@ -171,24 +172,43 @@ class ObserverServicer(_FlowSource, observer_pb2_grpc.ObserverServicer):
         )
 
 
-class FlowStreamServicer(_FlowSource, agent_pb2_grpc.FlowStreamServicer):
-    """hubblectl.v1.FlowStream: the same responses as JSON lines, batched."""
+def _serialize_batch(batch: bytes | agent_pb2.FlowBatch) -> bytes:
+    """FlowStream's response serializer: batches are usually encoded already."""
+    return batch if isinstance(batch, bytes) else batch.SerializeToString()
 
+
+class FlowStreamServicer(_FlowSource):
+    """hubblectl.v1.FlowStream: the same responses as JSON lines, batched.
+
+    Yields serialized FlowBatch messages (``observer.api.wire``: one copy of the lines, whole
+    sealed history blocks as they are), so register it with ``add_to_server``, not with the
+    generated ``add_FlowStreamServicer_to_server`` (whose serializer expects messages). Each
+    batch carries its lines' times (``times_ns``) so a relay need not parse them."""
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        handlers = {
+            "GetFlowsBatched": grpc.unary_stream_rpc_method_handler(
+                self.GetFlowsBatched,
+                request_deserializer=observer_pb2.GetFlowsRequest.FromString,
+                response_serializer=_serialize_batch,
+            )
+        }
+        service = agent_pb2.DESCRIPTOR.services_by_name["FlowStream"].full_name
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
 
     async def GetFlowsBatched(
         self, request: observer_pb2.GetFlowsRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[agent_pb2.FlowBatch]:
-        """Each batch carries its lines' times (``times_ns``) so a relay need not parse them."""
+    ) -> AsyncIterator[bytes | agent_pb2.FlowBatch]:
         query = await self._query(request, context)
         if is_plain(query):
-            async for data, count, times in iter_data_batches(
+            async for chunk, count, chunk_times in iter_data_batches(
                 self._store, query, self._node.name, self._now_ns, metrics=self._metrics
             ):
-                yield agent_pb2.FlowBatch(json_lines=data, count=count, times_ns=times)
+                yield encode_line_parts(chunk, count, chunk_times)
             return
         async for batch in self._batches(query):
             parts: list[bytes] = []
-            times = []
+            times: list[int] = []
             size = 0
             for item in batch:
                 if isinstance(item, bytes):
@@ -205,13 +225,9 @@ class FlowStreamServicer(_FlowSource, agent_pb2_grpc.FlowStreamServicer):
                 parts.append(data)
                 size += len(data)
                 if size >= BATCH_MAX_BYTES:
-                    yield agent_pb2.FlowBatch(
-                        json_lines=b"\n".join([*parts, b""]), count=len(parts), times_ns=times
-                    )
+                    yield encode_flow_batch(parts, times)
                     parts = []
                     times = []
                     size = 0
             if parts:
-                yield agent_pb2.FlowBatch(
-                    json_lines=b"\n".join([*parts, b""]), count=len(parts), times_ns=times
-                )
+                yield encode_flow_batch(parts, times)

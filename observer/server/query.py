@@ -189,11 +189,12 @@ async def iter_data_batches(
     now_ns: Callable[[], int],
     batch_size: int = 4096,
     metrics: AgentMetrics | None = None,
-) -> AsyncIterator[tuple[bytes, int, list[int]]]:
-    """The fast path of ``iter_batches`` for plain queries (``is_plain``): the stored bytes as
-    newline-terminated lines in one object (``FlowStore.lines_range``), how many, and their
-    times (ns, one per line); no per-entry objects. Same semantics: last/first N flows (LOST
-    entries in the span are sent and not counted), then follow."""
+) -> AsyncIterator[tuple[list[bytes], int, list[int]]]:
+    """The fast path of ``iter_batches`` for plain queries (``is_plain``): the stored bytes
+    (``FlowStore.line_parts``: parts to join with newlines, whole sealed blocks as they are),
+    how many lines, and their times (ns, one per line); no per-entry objects. Same
+    semantics: last/first N flows (LOST entries in the span are sent and not counted), then
+    follow."""
     end = store.next_seq
     if query.follow and not query.number:
         start = end
@@ -205,15 +206,15 @@ async def iter_data_batches(
     for lo in range(start, end, batch_size):
         hi = min(end, lo + batch_size)
         times = store.time_range(lo, hi)
-        data, count = store.lines_range(lo, hi)
-        yield data, count, times
+        parts, count = store.line_parts(lo, hi)
+        yield parts, count, times
     if not query.follow:
         return
     follower = store.follower(end)
     while True:
         lost, lo, hi = follower.poll_span(batch_size)
         times = store.time_range(lo, hi)
-        data, count = store.lines_range(lo, hi)
+        parts, count = store.line_parts(lo, hi)
         if lost:
             if metrics is not None:
                 metrics.lost["hubble_ring_buffer"] += lost
@@ -221,11 +222,11 @@ async def iter_data_batches(
             line = orjson.dumps(
                 lost_events_response(LOST_SOURCE_HUBBLE_RING, lost, node_name=node_name, wall_ns=wall)
             )
-            data = b"".join((line, b"\n", data))
+            parts.insert(0, line)
             count += 1
             times = [wall, *times]
         if count:
-            yield data, count, times
+            yield parts, count, times
         else:
             await follower.wait()
 

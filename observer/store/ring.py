@@ -349,17 +349,17 @@ class FlowStore:
             self._cache_src = src
         return self._cache_joined
 
-    def lines_range(self, start: int, end: int) -> tuple[bytes, int]:
+    def line_parts(self, start: int, end: int) -> tuple[list[bytes], int]:
         """The stored bytes of sequences ``[start, end)`` (clamped as ``data_range``) as
-        newline-terminated lines in one bytes object, and how many: what the batched stream
-        sends. A whole sealed block is its decompressed bytes as they are."""
+        parts to join with newlines (each part one entry or, for a whole sealed block, its
+        decompressed lines as they are, newline-separated), and how many entries."""
         start = max(start, self.oldest_seq)
         end = min(end, self._next)
         if start >= end:
-            return b"", 0
+            return [], 0
         blocks = self._blocks
         if blocks is None:
-            return b"\n".join(self.data_range(start, end)) + b"\n", end - start
+            return self.data_range(start, end), end - start
         mask = self._mask
         data = self._data
         parts: list[bytes] = []
@@ -378,7 +378,12 @@ class FlowStore:
             else:
                 parts += self._block_lines(index)[offset : offset + n]
             seq += n
-        return b"\n".join(parts) + b"\n", end - start
+        return parts, end - start
+
+    def lines_range(self, start: int, end: int) -> tuple[bytes, int]:
+        """``line_parts`` as newline-terminated lines in one bytes object, and how many."""
+        parts, count = self.line_parts(start, end)
+        return (b"\n".join([*parts, b""]) if parts else b""), count
 
     def _count_rate_slow(self, time_ns: int) -> None:
         sec = time_ns // NS_PER_S

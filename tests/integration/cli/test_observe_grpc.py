@@ -28,7 +28,6 @@ from hubblectl.client import connect
 from hubblectl.errors import ServerError, UsageError
 from hubblectl.printer.timefmt import parse_rfc3339
 from observer.api.convert import proto_to_dict, response_to_proto
-from observer.api.v1.hubblectl import agent_pb2_grpc
 from observer.api.v1.observer import observer_pb2_grpc
 from observer.server.observer import FlowStreamServicer, NodeInfo, ObserverServicer
 from observer.store import EntryKind, FlowStore
@@ -82,7 +81,7 @@ class _Server:
         server = grpc.aio.server()
         observer_pb2_grpc.add_ObserverServicer_to_server(ObserverServicer(store, node), server)
         if self.batched:
-            agent_pb2_grpc.add_FlowStreamServicer_to_server(FlowStreamServicer(store, node), server)
+            FlowStreamServicer(store, node).add_to_server(server)
         health = HealthServicer()
         status = (
             health_pb2.HealthCheckResponse.SERVING

@@ -333,9 +333,7 @@ class ObserverHarness:
         observer_pb2_grpc.add_ObserverServicer_to_server(
             ObserverServicer(store, self.node, self.now_ns), server
         )
-        agent_pb2_grpc.add_FlowStreamServicer_to_server(
-            FlowStreamServicer(store, self.node, self.now_ns), server
-        )
+        FlowStreamServicer(store, self.node, self.now_ns).add_to_server(server)
         peer_pb2_grpc.add_PeerServicer_to_server(PeerServicer(SelfPeers(self.node)), server)
         health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

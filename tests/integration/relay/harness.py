@@ -34,7 +34,7 @@ import orjson
 from grpc_health.v1 import _async as health_async
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from observer.api.v1.hubblectl import agent_pb2_grpc
+from observer.api.v1.hubblectl import agent_pb2
 from observer.api.v1.observer import observer_pb2, observer_pb2_grpc
 from observer.api.v1.peer import peer_pb2_grpc
 from observer.parser.timestamps import format_timestamp
@@ -153,8 +153,9 @@ class _NoTimes(FlowStreamServicer):
 
     async def GetFlowsBatched(self, request: Any, context: Any) -> Any:
         async for batch in super().GetFlowsBatched(request, context):
-            batch.ClearField("times_ns")
-            yield batch
+            message = agent_pb2.FlowBatch.FromString(batch) if isinstance(batch, bytes) else batch
+            message.ClearField("times_ns")
+            yield message
 
 
 async def _malformed_batches(request: Any, context: Any) -> Any:
@@ -231,7 +232,7 @@ class FakeNode:
             _add_malformed_flow_stream(server)
         elif self.batched:
             stream_cls = FlowStreamServicer if self.times else _NoTimes
-            agent_pb2_grpc.add_FlowStreamServicer_to_server(stream_cls(self.store, self.info), server)
+            stream_cls(self.store, self.info).add_to_server(server)
         h = health_async.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(h, server)
         target = f"127.0.0.1:{self.port}"

@@ -47,20 +47,30 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _encode(parts: list[bytes], size: int, times_ns: Sequence[int] = ()) -> bytes:
+def _encode(
+    parts: list[bytes], size: int, times_ns: Sequence[int] = (), count: int | None = None
+) -> bytes:
     """The serialized FlowBatch of the lines ``parts`` (a list this function may change),
-    whose JSON with newlines is ``size`` bytes."""
-    n = len(parts)
+    whose JSON with newlines is ``size`` bytes; ``count`` lines (default: one per part)."""
+    n = len(parts) if count is None else count
     parts[0] = _JSON_LINES_TAG + _varint(size) + parts[0]
     tail = _COUNT_TAG + _varint(n)
-    if times_ns:
-        packed = array("q", times_ns)
-        if not _LITTLE:
-            packed.byteswap()
-        raw = packed.tobytes()
-        tail += _TIMES_TAG + _varint(len(raw)) + raw
+    tail += times_field(times_ns)
     parts.append(tail)  # joined after the last line's newline
     return b"\n".join(parts)
+
+
+def times_field(times_ns: Sequence[int]) -> bytes:
+    """``times_ns`` alone as a serialized FlowBatch (the packed field 3): parse it with
+    ``FlowBatch.FromString`` and set the other fields, and the times are filled in C
+    (assigning a list to the repeated field converts each int in Python, ~0.4 us each)."""
+    if not times_ns:
+        return b""
+    packed = array("q", times_ns)
+    if not _LITTLE:
+        packed.byteswap()
+    raw = packed.tobytes()
+    return _TIMES_TAG + _varint(len(raw)) + raw
 
 
 def encode_flow_batch(lines: Sequence[bytes], times_ns: Sequence[int] = ()) -> bytes:
@@ -70,6 +80,16 @@ def encode_flow_batch(lines: Sequence[bytes], times_ns: Sequence[int] = ()) -> b
     if not lines:
         return b""  # every field at its default
     return _encode(list(lines), sum(map(len, lines)) + len(lines), times_ns)
+
+
+def encode_line_parts(parts: list[bytes], count: int, times_ns: Sequence[int] = ()) -> bytes:
+    """The serialized ``FlowBatch`` of ``count`` lines given as ``parts`` to join with
+    newlines (``FlowStore.line_parts``: a part may hold several lines; this function may
+    change the list). One copy of the bytes."""
+    if not parts:
+        return b""
+    size = sum(map(len, parts)) + len(parts)
+    return _encode(parts, size, times_ns, count)
 
 
 def encode_flow_batches(lines: Sequence[bytes], max_bytes: int) -> Iterator[bytes]:

@@ -1,4 +1,4 @@
-"""observer.relay.wire: FlowBatch encoded and decoded by hand, checked against the generated
+"""observer.api.wire: FlowBatch encoded and decoded by hand, checked against the generated
 protobuf message."""
 
 from __future__ import annotations
@@ -8,7 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from observer.api.v1.hubblectl import agent_pb2
-from observer.relay.wire import WireError, decode_flow_batch, encode_flow_batch, encode_flow_batches
+from observer.api.wire import (
+    WireError,
+    decode_flow_batch,
+    encode_flow_batch,
+    encode_flow_batches,
+    encode_line_parts,
+)
 
 # JSON-ish lines: no newline inside, never empty
 LINES = st.lists(st.binary(min_size=1, max_size=40).map(lambda b: b.replace(b"\n", b"x")), max_size=30)
@@ -28,6 +34,19 @@ def test_encode_is_what_protobuf_serializes(lines: list[bytes], data: st.DataObj
     if not lines:
         times = []
     assert encode_flow_batch(lines, times) == _reference(lines, times)
+
+
+@settings(max_examples=200, deadline=None)
+@given(lines=LINES, data=st.data())
+def test_line_parts_encode_like_the_lines(lines: list[bytes], data: st.DataObject) -> None:
+    """Parts may hold several lines (a whole sealed store block): the same message."""
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(lines) - 1)), max_size=5)))
+    parts = [b"\n".join(lines[a:b]) for a, b in zip([0, *cuts], [*cuts, len(lines)], strict=True)]
+    parts = [p for p in parts if p]
+    times = data.draw(st.lists(INT64, min_size=len(lines), max_size=len(lines)))
+    if not lines:
+        times = []
+    assert encode_line_parts(parts, len(lines), times) == _reference(lines, times)
 
 
 @settings(max_examples=300, deadline=None)

@@ -2,7 +2,7 @@
 attached, as a ratio to the same veths with the programs detached, in one run.
 
 Method: start a private agent (own state dir, socket, pins, netns prefix, pod range), create
-two endpoints, run iperf3 (-t SECONDS, one stream) client -> server three times alternating
+two endpoints, run iperf3 (-t SECONDS, one stream) client -> server four rounds alternating
 "attached" and "bare" (tc filters removed with `tc filter del`, re-attached by restarting
 the agent, which replaces filters in place), and report the median of each and the ratio.
 Aggregation: the agent's default (medium). Measured twice: with no policy, and with an L3/L4
@@ -12,6 +12,7 @@ Needs root, iperf3 and bpf/build/datapath.o.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,14 +90,38 @@ spec:
 """
 
 
+def _prog_stats() -> dict[int, tuple[int, int]]:
+    """(run_time_ns, run_cnt) of every loaded hb_from_endpoint / hb_to_endpoint program, by id
+    (kernel accounting: counted only while kernel.bpf_stats_enabled is 1)."""
+    out = subprocess.run(["bpftool", "-j", "prog", "show"], check=True, capture_output=True, text=True)
+    return {
+        p["id"]: (int(p.get("run_time_ns", 0)), int(p.get("run_cnt", 0)))
+        for p in json.loads(out.stdout)
+        if p.get("name") in ("hb_from_endpoint", "hb_to_endpoint")
+    }
+
+
+@contextlib.contextmanager
+def _bpf_stats() -> Iterator[None]:
+    """Turn on the kernel's per-program run-time accounting (it costs ~20 ns per run, so the
+    Gbit/s ratio is measured with it on too, for both sides alike)."""
+    path = Path("/proc/sys/kernel/bpf_stats_enabled")
+    old = path.read_text().strip()
+    path.write_text("1")
+    try:
+        yield
+    finally:
+        path.write_text(old)
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     """Default aggregation without policy, then with an L3/L4 policy in force on the server."""
     return {**measure(quick, label="default"), **measure(quick, label="policy", policy=True)}
 
 
 def measure(quick: bool = False, extra: tuple[str, ...] = (), label: str = "default", policy: bool = False) -> dict[str, Any]:
-    seconds = 3 if quick else 4
-    rounds = 1 if quick else 2
+    seconds = 3
+    rounds = 1 if quick else 6
     tmp = Path(tempfile.mkdtemp(prefix="hbbench-"))
     agent = _Agent(tmp, extra)
     try:
@@ -108,18 +134,29 @@ def measure(quick: bool = False, extra: tuple[str, ...] = (), label: str = "defa
             agent.cli("policy", "apply", "-f", str(pol))
         attached: list[float] = []
         bare: list[float] = []
-        for _ in range(rounds):
-            attached.append(_iperf(c["netns"], s["netns"], s["ipv4"], seconds))
-            agent.stop()
-            _detach(c["interface_name"])
-            _detach(s["interface_name"])
-            bare.append(_iperf(c["netns"], s["netns"], s["ipv4"], seconds))
-            agent.start()  # restores the endpoints and re-attaches the programs
+        run_ns = runs = 0
+        with _bpf_stats():
+            for _ in range(rounds):
+                before = _prog_stats()
+                attached.append(_iperf(c["netns"], s["netns"], s["ipv4"], seconds))
+                after = _prog_stats()
+                for prog, (prog_ns, cnt) in after.items():
+                    ns0, cnt0 = before.get(prog, (0, 0))
+                    run_ns += prog_ns - ns0
+                    runs += cnt - cnt0
+                agent.stop()
+                _detach(c["interface_name"])
+                _detach(s["interface_name"])
+                bare.append(_iperf(c["netns"], s["netns"], s["ipv4"], seconds))
+                agent.start()  # restores the endpoints and re-attaches the programs
         a, b = statistics.median(attached), statistics.median(bare)
         return {
             f"datapath_{label}_gbps_attached": round(a, 2),
             f"datapath_{label}_gbps_bare": round(b, 2),
             f"datapath_{label}_ratio": round(a / b, 3),
+            f"datapath_{label}_ratios_per_round": [round(x / y, 3) for x, y in zip(attached, bare, strict=True)],
+            f"datapath_{label}_ns_per_packet": round(run_ns / runs) if runs else None,
+            f"datapath_{label}_packets_per_s": round(runs / (rounds * seconds)),
         }
     finally:
         try:

@@ -175,11 +175,7 @@ class Ingest:
                 if not records:
                     break
                 total += len(records)
-                lines: list[bytes] = []
-                errors += self._python_records(records, offset, counts, lines)
-                if out is not None and lines:
-                    out.write(b"\n".join(lines) + b"\n")
-                    out.flush()
+                errors += self._python_records(records, offset, counts)
             elif not chunk.more or not chunk.records:
                 break
         if total:
@@ -196,7 +192,6 @@ class Ingest:
         ring = self.ring
         total = 0
         offset = self._wall_offset()
-        out = self.out
         counts: Counts = {}
         errors = 0
         while total < limit:
@@ -204,28 +199,23 @@ class Ingest:
             if not records:
                 break
             total += len(records)
-            lines: list[bytes] = []
-            errors += self._python_records(records, offset, counts, lines)
-            if out is not None and lines:
-                out.write(b"\n".join(lines) + b"\n")
-                out.flush()
+            errors += self._python_records(records, offset, counts)
         if total:
             self.events += total
             self.store.notify()
             self._count(counts, errors)
         return total
 
-    def _python_records(
-        self, records: list[bytes], offset: int, counts: Counts, lines: list[bytes]
-    ) -> int:
-        """Decode, build, store and count ``records``; their lines are appended to ``lines``.
-        Returns how many did not decode."""
+    def _python_records(self, records: list[bytes], offset: int, counts: Counts) -> int:
+        """Decode, build, store, count and (``--print-flows``) print ``records``. Returns how
+        many did not decode."""
         decode = self.decoder.decode
         build = self.builder.build
         append = self.store.append
         dumps = orjson.dumps
         flow_kind = EntryKind.FLOW
         errors = 0
+        lines: list[bytes] = []
         for rec in records:
             try:
                 ev = decode(rec)
@@ -241,6 +231,9 @@ class Ingest:
             key = (ev.type, ev.sub_type, ev.l4_proto)
             counts[key] = counts.get(key, 0) + 1
             lines.append(data)
+        if self.out is not None and lines:
+            self.out.write(b"\n".join(lines) + b"\n")
+            self.out.flush()
         return errors
 
     def _count(self, counts: Counts, errors: int) -> None:

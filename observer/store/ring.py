@@ -316,16 +316,9 @@ class FlowStore:
 
     def _block_lines(self, index: int) -> list[bytes]:
         """The entries of sealed block ``index``, decompressed (cached for the last block)."""
-        blocks = self._blocks
-        assert blocks is not None
-        src = blocks[index]
-        assert src is not None
-        if src is not self._cache_src:
-            self._cache_joined = lz4.block.decompress(src)
-            self._cache_lines = self._cache_joined.split(b"\n")
-            self._cache_src = src
-        elif not self._cache_lines:
-            self._cache_lines = self._cache_joined.split(b"\n")
+        joined = self._block_joined(index)
+        if not self._cache_lines:
+            self._cache_lines = joined.split(b"\n")
         return self._cache_lines
 
     def _mixed_lines(self, index: int, slot: int, offset: int, n: int) -> list[bytes]:

@@ -49,8 +49,8 @@ import orjson
 REPO: Final = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from observer.api.v1.hubblectl import agent_pb2_grpc  # noqa: E402
 from observer.api.v1.observer import observer_pb2, observer_pb2_grpc  # noqa: E402
+from observer.api.wire import decode_flow_batch  # noqa: E402
 from observer.parser.timestamps import format_timestamp  # noqa: E402
 from observer.server.observer import FlowStreamServicer, NodeInfo, ObserverServicer  # noqa: E402
 from observer.store import EntryKind, FlowStore  # noqa: E402
@@ -128,7 +128,13 @@ async def client_main(args: argparse.Namespace) -> dict[str, Any]:
     calls: list[Any] = []
     for ch in channels:
         if args.stream == "batched":
-            calls.append(agent_pb2_grpc.FlowStreamStub(ch).GetFlowsBatched(req))
+            # read as hubblectl's client does: FlowBatch decoded on the wire (observer.api.wire)
+            batched = ch.unary_stream(
+                "/hubblectl.v1.FlowStream/GetFlowsBatched",
+                request_serializer=observer_pb2.GetFlowsRequest.SerializeToString,
+                response_deserializer=decode_flow_batch,
+            )
+            calls.append(batched(req))
         else:
             calls.append(observer_pb2_grpc.ObserverStub(ch).GetFlows(req))
 

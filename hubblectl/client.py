@@ -245,25 +245,31 @@ class Client:
 
     def get_flows(self, request: Mapping[str, Any]) -> Iterator[bytes]:
         """GetFlowsResponse JSON lines (each chunk one or more newline-terminated lines)."""
-        from observer.api.v1.hubblectl import agent_pb2
         from observer.api.v1.observer import observer_pb2
+        from observer.api.wire import WireError, decode_flow_batch
 
         msg = _flows_request(request)
         if os.environ.get("HUBBLECTL_STANDARD_STREAM"):
             # Hubble's per-flow stream only (what a stock server offers); for comparisons.
             yield from self._get_flows_standard(msg)
             return
+        # FlowBatch is decoded on the wire (observer.api.wire): json_lines is sliced out of
+        # the message once, instead of copied into a protobuf object and out again
         batched = self._channel.unary_stream(
             BATCHED_METHOD,
             request_serializer=observer_pb2.GetFlowsRequest.SerializeToString,
-            response_deserializer=agent_pb2.FlowBatch.FromString,
+            response_deserializer=None,
         )
         call = batched(msg)
         fallback = False
         try:
-            for batch in call:
-                if batch.json_lines:
-                    yield batch.json_lines
+            for raw in call:
+                try:
+                    json_lines = decode_flow_batch(raw).json_lines
+                except WireError as err:
+                    raise ServerError(f"{self.server} sent a malformed FlowBatch: {err}") from None
+                if json_lines:
+                    yield json_lines
         except grpc.RpcError as err:
             if err.code() == grpc.StatusCode.UNIMPLEMENTED:
                 fallback = True

@@ -48,11 +48,18 @@ class _Server:
     """A grpc.aio server on its own event loop thread."""
 
     def __init__(
-        self, sock: Path | None, *, batched: bool, serving: bool, credentials: Any = None
+        self,
+        sock: Path | None,
+        *,
+        batched: bool,
+        serving: bool,
+        credentials: Any = None,
+        malformed: bool = False,
     ) -> None:
         self.address = f"unix://{sock}" if sock is not None else ""
         self._credentials = credentials
         self.batched = batched
+        self.malformed = malformed
         self._serving = serving
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -80,7 +87,16 @@ class _Server:
         node = NodeInfo(name="default/node-a", address="10.0.0.1")
         server = grpc.aio.server()
         observer_pb2_grpc.add_ObserverServicer_to_server(ObserverServicer(store, node), server)
-        if self.batched:
+        if self.malformed:
+
+            async def not_a_flow_batch(request: Any, context: Any) -> Any:
+                yield b"\x0b"  # wire type 3 (a group): no FlowBatch starts so
+
+            handler = grpc.unary_stream_rpc_method_handler(not_a_flow_batch)
+            server.add_generic_rpc_handlers(
+                (grpc.method_handlers_generic_handler("hubblectl.v1.FlowStream", {"GetFlowsBatched": handler}),)
+            )
+        elif self.batched:
             FlowStreamServicer(store, node).add_to_server(server)
         health = HealthServicer()
         status = (
@@ -216,6 +232,18 @@ def test_status_not_serving(tmp_path: Path) -> None:
     assert result.stdout == f"Healthcheck (via {srv.address}): Unavailable: NOT_SERVING\n"
     assert isinstance(result.exception, ServerError)
     assert str(result.exception) == "not healthy"
+
+
+def test_malformed_batch_is_an_error_naming_the_server(tmp_path: Path) -> None:
+    srv = _Server(tmp_path / "h.sock", batched=True, serving=True, malformed=True)
+    srv.start()
+    try:
+        result = run("observe", "--server", srv.address, "--last", "5", "-o", "json")
+    finally:
+        srv.stop()
+    assert isinstance(result.exception, ServerError)
+    assert f"{srv.address} sent a malformed FlowBatch" in str(result.exception)
+    assert result.stdout == ""
 
 
 def test_missing_socket_names_the_path(tmp_path: Path) -> None:

@@ -9,14 +9,16 @@ keeps a ~8 KiB allocation whatever its length).
 
 **Sealed blocks.** Stores of 1,023 entries or more are cut into blocks of ``BLOCK`` slots. When
 the writer leaves a block, the block is *sealed*: its lines are joined by newlines and
-compressed with LZ4 into one bytes object, and the slots' own bytes are dropped; when the writer
-wraps around into a sealed block, it is unsealed (decompressed back into the slots) before its
-oldest entry is overwritten, so the ring keeps exactly ``capacity`` entries as before. Flows of
-one node are alike (the same endpoints, labels and names over and over), so a block compresses
-~10x: bench/store_bench.py measures the bytes per stored flow. Readers get the same bytes
-either way; a sealed block is decompressed once per sequential read (a one-block cache), at
-~0.25 us per flow, and the batched stream's slices are taken from the decompressed lines.
-Times and kinds stay uncompressed, so time windows and LOST counting never decompress.
+compressed with LZ4 into one bytes object, and the slots' own bytes are dropped (at once, or
+later with ``defer`` and ``compact()``). When the writer wraps around into a sealed block, the
+block becomes *mixed*: each slot it overwrites holds raw bytes again, which win over the
+compressed copy, and the entries not yet overwritten are still read from it, so the ring keeps
+exactly ``capacity`` entries and nothing is decompressed for entries about to go. Flows of one
+node are alike (the same endpoints, labels and names over and over), so a block compresses
+~8-10x: bench/store_bench.py measures the bytes per stored flow. Readers get the same bytes
+either way; a sealed block is decompressed once per sequential read (a one-block cache), and
+``line_parts`` hands a whole one to the batched stream as its decompressed bytes. Times and
+kinds stay uncompressed, so time windows and LOST counting never decompress.
 
 As in Hubble, the capacity is 2^n - 1 and the array has 2^n slots. The store is owned by one
 asyncio event loop and is not thread-safe: ``append`` is synchronous and cheap; after a batch of
@@ -373,11 +375,6 @@ class FlowStore:
             seq += n
         return parts, end - start
 
-    def lines_range(self, start: int, end: int) -> tuple[bytes, int]:
-        """``line_parts`` as newline-terminated lines in one bytes object, and how many."""
-        parts, count = self.line_parts(start, end)
-        return (b"\n".join([*parts, b""]) if parts else b""), count
-
     def _count_rate_slow(self, time_ns: int) -> None:
         sec = time_ns // NS_PER_S
         idx = sec & (_RATE_SLOTS - 1)
@@ -684,11 +681,6 @@ class Follower:
         end = min(store.next_seq, start + max(0, limit))
         self._cursor = end
         return lost, start, end
-
-    def poll_data(self, limit: int) -> tuple[int, list[bytes]]:
-        """Like ``poll`` but returns only the stored bytes (no Entry objects): (lost, data)."""
-        lost, start, end = self.poll_span(limit)
-        return lost, self._store.data_range(start, end)
 
     async def wait(self) -> None:
         """Return once there is something to read at the cursor."""

@@ -376,13 +376,14 @@ def test_data_range_matches_select_across_wraparound(total: int) -> None:
     assert store.data_range(mid, mid + 3) == [e.data for e in store.select()][2:5]
 
 
-def test_poll_data_reports_lapping_like_poll() -> None:
+def test_poll_span_reports_lapping_like_poll() -> None:
     store = FlowStore(7)
     follower = store.follower(0)
     twin = store.follower(0)
     for i in range(20):
         store.append(i, FLOW, b"%d" % i)
-    lost, data = follower.poll_data(100)
+    lost, start, end = follower.poll_span(100)
+    data = store.data_range(start, end)
     batch = twin.poll(100)
     assert (lost, data) == (batch.lost, [e.data for e in batch.entries])
     assert lost == 13 and data[0] == b"13"

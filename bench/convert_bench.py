@@ -6,6 +6,12 @@ status) is converted dict -> proto and proto -> dict by both converters (equal m
 checked first), and proto -> JSON line by convert alone. Each is timed in 5 rounds of about
 --seconds (loop count calibrated first); reported: the best rate of each and their ratio.
 
+Standard-stream framing (observer.api.grpcframe): a batch of 256 fixture lines (what one
+sealed store block holds) -> gRPC-framed GetFlowsResponse messages, by the Python path
+(orjson.loads + response_to_proto + SerializeToString per line) and by the native
+transcoder (native/hbpb.c, one call per batch; equal bytes checked first), timed in CPU
+seconds (process_time: the machine is shared) with the two interleaved round by round.
+
     python3 bench/convert_bench.py [--seconds 0.5] [--json]
     python3 -m bench --only convert [--quick]      (the runner: flat figures via run())
 """
@@ -22,32 +28,75 @@ from typing import Any
 import orjson
 from google.protobuf import json_format
 
-from observer.api import convert
+from observer.api import convert, grpcframe
 from observer.api.v1.observer import observer_pb2
 from observer.errors import ObserverError
+from observer.native.transcode import load_transcoder, transcoder_problem
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "flows.jsonl"
 
 
-def rate(fn: Callable[[], object], items: int, seconds: float, rounds: int = 5) -> float:
-    """Best items/s over `rounds` rounds of about `seconds` each."""
+def _calibrate(fn: Callable[[], object], seconds: float, clock: Callable[[], float]) -> int:
     loops = 1
-    while True:  # calibrate
-        t0 = time.perf_counter()
+    while True:
+        t0 = clock()
         for _ in range(loops):
             fn()
-        dt = time.perf_counter() - t0
+        dt = clock() - t0
         if dt >= seconds / 4:
-            break
+            return max(1, int(loops * seconds / dt))
         loops *= 2
-    loops = max(1, int(loops * seconds / dt))
+
+
+def rate(
+    fn: Callable[[], object],
+    items: int,
+    seconds: float,
+    rounds: int = 5,
+    clock: Callable[[], float] = time.perf_counter,
+) -> float:
+    """Best items/s over `rounds` rounds of about `seconds` each."""
+    loops = _calibrate(fn, seconds, clock)
     best = float("inf")
     for _ in range(rounds):
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(loops):
             fn()
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, clock() - t0)
     return loops * items / best
+
+
+FRAME_BATCH = 256
+
+
+def frame_rates(seconds: float, rounds: int = 5) -> dict[str, Any]:
+    """Lines/s (CPU time) of grpcframe's Python path and native transcoder, interleaved."""
+    lines = [line for line in FIXTURES.read_bytes().splitlines() if line]
+    batch = (lines * (FRAME_BATCH // len(lines) + 1))[:FRAME_BATCH]
+    python = grpcframe.frame_response_lines_python
+    result: dict[str, Any] = {"batch": len(batch), "python_per_s": None, "native_per_s": None}
+    t = load_transcoder()
+    fns: dict[str, Callable[[], object]] = {"python": lambda: python(batch)}
+    if t is None:
+        result["native_problem"] = transcoder_problem()
+    else:
+        if t.frame_lines(batch, grpcframe.frame_response_line) != python(batch):
+            raise ObserverError("native transcoder and Python path disagree on the fixtures")
+        if any(x is None for x in t.transcode(batch)):
+            raise ObserverError("the native transcoder declined a fixture line")
+        fns["native"] = lambda: t.frame_lines(batch, grpcframe.frame_response_line)
+    clock = time.process_time
+    loops = {name: _calibrate(fn, seconds, clock) for name, fn in fns.items()}
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = clock()
+            for _ in range(loops[name]):
+                fn()
+            best[name] = min(best[name], clock() - t0)
+    for name in fns:
+        result[f"{name}_per_s"] = loops[name] * len(batch) / best[name]
+    return result
 
 
 def measure(seconds: float) -> dict[str, Any]:
@@ -92,14 +141,19 @@ def measure(seconds: float) -> dict[str, Any]:
             "convert_per_s": rate(fast_out, n, seconds),
         },
         "response_to_json_line_per_s": rate(json_line, n, seconds),
+        "frame_response_lines": frame_rates(seconds),
     }
 
 
 def run(quick: bool = False) -> dict[str, Any]:
     """For ``python -m bench``: flat figures (quick: rounds of 0.1 s instead of 0.5 s)."""
     r = measure(0.1 if quick else 0.5)
-    inp, out = r["dict_to_proto"], r["proto_to_dict"]
+    inp, out, fr = r["dict_to_proto"], r["proto_to_dict"], r["frame_response_lines"]
+    native, python = fr["native_per_s"], fr["python_per_s"]
     return {
+        "grpcframe_python_lines_per_s": round(python),
+        "grpcframe_native_lines_per_s": round(native) if native else None,
+        "grpcframe_native_speedup": round(native / python, 1) if native else None,
         "convert_response_to_proto_responses_per_s": round(inp["convert_per_s"]),
         "convert_parse_dict_responses_per_s": round(inp["json_format_per_s"]),
         "convert_response_to_proto_speedup": round(
@@ -138,6 +192,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     jl = results["response_to_json_line_per_s"]
     print(f"response_to_json_line {jl:10,.0f}/s ({1e6 / jl:6.1f} us)")
+    fr = results["frame_response_lines"]
+    py, nat = fr["python_per_s"], fr["native_per_s"]
+    line = f"frame_response_lines (batches of {fr['batch']}, CPU time) python {py:10,.0f}/s ({1e6 / py:6.1f} us)"
+    if nat:
+        line += f"   native {nat:10,.0f}/s ({1e6 / nat:6.2f} us)   x{nat / py:.1f}"
+    else:
+        line += f"   native unavailable: {fr['native_problem']}"
+    print(line)
     return 0
 
 

@@ -7,9 +7,12 @@ of them) are joined into newline-terminated chunks of 512 lines (about what one
 chunk, exactly as ``hubblectl observe`` does; the text goes to an in-memory sink that only
 counts characters. Rate = flows / process CPU time, best of R runs (CPU time, so other load
 on the shared machine inflates it less). Cases: the default options, colour, ``--numeric``
-with ``--print-node-name``, ``--time-format RFC3339Nano``, ``--print-policy-names``; the
-same default run through the generic (field-by-field) formatter, and ``orjson.loads`` of the
-lines alone (the floor the printer cannot go below).
+with ``--print-node-name``, ``--time-format RFC3339Nano``, ``--print-policy-names``, each
+through the native renderer (``compact_native``: what the CLI uses when
+native/build/libhbflow.so is built; keys without a suffix) and through the Python fast path
+(``_python``: the CLI's fallback), runs interleaved; the default options through the generic
+(field-by-field) formatter; and ``orjson.loads`` of the lines alone (what any path that
+decodes every line cannot go below; the native path does not decode learnt lines).
 
     python3 bench/printer_bench.py [--flows N] [--repeat R]
     python3 -m bench --only printer [--quick]      (the runner: flat figures via run())
@@ -32,6 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.stream_bench import realistic_entries  # noqa: E402
 from hubblectl.printer.compact import CompactPrinter  # noqa: E402
+from hubblectl.printer.compact_native import load_functions  # noqa: E402
 from hubblectl.printer.options import PrinterOptions  # noqa: E402
 
 CHUNK_LINES: Final = 512
@@ -75,10 +79,12 @@ def _best_cpu(fn: Callable[[], object], repeat: int) -> float:
     return best
 
 
-def _print_all(data: list[bytes], opts: PrinterOptions, *, fast: bool) -> int:
+def _print_all(
+    data: list[bytes], opts: PrinterOptions, *, fast: bool, native: bool | None = False
+) -> int:
     sink = _Sink()
     out = cast(TextIO, sink)
-    printer = CompactPrinter(opts, out, out, fast=fast)
+    printer = CompactPrinter(opts, out, out, fast=fast, native=native)
     for chunk in data:
         printer.write_json(chunk)
     printer.close()
@@ -100,10 +106,21 @@ def measure(n: int, repeat: int) -> dict[str, Any]:
     out["printer_orjson_loads_only_flows_per_s"] = round(n / secs)
     secs = _best_cpu(lambda: _print_all(data, PrinterOptions(), fast=False), repeat)
     out["printer_compact_generic_flows_per_s"] = round(n / secs)
+    native = load_functions() is not None
+    out["printer_native_available"] = native
     for name, options in CASES:
         opts = PrinterOptions(**options)
-        secs = _best_cpu(lambda opts=opts: _print_all(data, opts, fast=True), repeat)  # type: ignore[misc]
-        out[f"printer_compact_{name}_flows_per_s"] = round(n / secs)
+        best = {"": float("inf"), "_python": float("inf")}
+        for _ in range(repeat):  # interleaved, so load changes affect both alike
+            for suffix, use_native in (("", True), ("_python", False)):
+                if use_native and not native:
+                    continue
+                t0 = time.process_time()
+                _print_all(data, opts, fast=True, native=use_native)
+                best[suffix] = min(best[suffix], time.process_time() - t0)
+        for suffix, secs in best.items():
+            if secs != float("inf"):
+                out[f"printer_compact_{name}{suffix}_flows_per_s"] = round(n / secs)
     return out
 
 

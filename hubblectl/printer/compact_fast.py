@@ -44,6 +44,15 @@ TimeRenderer = Callable[[object], str]
 # A line template: pieces a, b, c and which port follows a and b (0 none, 1 source,
 # 2 destination): line = time + a + port[i] + b + port[j] + c.
 Template = tuple[str, str, str, int, int]
+# from_json's template for a flow, its source and destination port texts, and what the line
+# depends on besides the key: nothing (KEY_ONLY: the template is kept for the key, a line with
+# the same key prints the same), the four policy lists ``{ingress,egress}_{allowed,denied}_by``
+# (KEY_AND_POLICIES: drops and policy verdicts with --print-policy-names) or other fields
+# (OTHER_FIELDS: the debug capture and socket translation points).
+JsonTemplate = tuple[Template, str, str, int]
+KEY_ONLY: Final = 0
+KEY_AND_POLICIES: Final = 1
+OTHER_FIELDS: Final = 2
 
 CACHE_LIMIT: Final = 4096
 
@@ -92,6 +101,25 @@ def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
     cache[key] = value
 
 
+def time_digits(layout: str) -> int:
+    """How the fraction of a second enters ``layout``'s text: -1 StampMilli's three digits,
+    3/6/9 the trimmed fraction of RFC3339Milli/Micro/Nano, 0 not at all."""
+    return _FRACTION_DIGITS.get(normalize_format_name(layout) or DEFAULT_TIME_FORMAT, 0)
+
+
+def time_base(head: str, layout: str, digits: int) -> str:
+    """The text of every canonical time with this ``YYYY-MM-DDTHH:MM:SS`` head, before its
+    fraction (see ``make_time_renderer``); "" when such times print ``N/A``."""
+    whole = format_time_value(head + "Z", layout)
+    if whole == "N/A":
+        return ""
+    if digits < 0:
+        return whole[:-3]  # "Jan  2 15:04:05." without "000"
+    if digits > 0:
+        return whole[:-1]  # "2006-01-02T15:04:05" without "Z"
+    return whole
+
+
 def make_time_renderer(layout: str) -> TimeRenderer:
     """``format_time_value(value, layout)`` with the work done once per second or millisecond.
 
@@ -101,7 +129,7 @@ def make_time_renderer(layout: str) -> TimeRenderer:
     fraction. Layouts that show at most milliseconds are also cached whole per
     ``<head>.<3 digits>``. Anything else goes to the generic function.
     """
-    digits = _FRACTION_DIGITS.get(normalize_format_name(layout) or DEFAULT_TIME_FORMAT, 0)
+    digits = time_digits(layout)
     by_milli = digits <= 3  # the text depends on the first three digits at most
     heads: dict[str, str] = {}
     millis: dict[str, str] = {}
@@ -120,15 +148,7 @@ def make_time_renderer(layout: str) -> TimeRenderer:
         if base is None:
             if _HEAD.fullmatch(head) is None:
                 return format_time_value(value, layout)
-            whole = format_time_value(head + "Z", layout)
-            if whole == "N/A":
-                base = ""
-            elif digits < 0:
-                base = whole[:-3]  # "Jan  2 15:04:05." without "000"
-            elif digits > 0:
-                base = whole[:-1]  # "2006-01-02T15:04:05" without "Z"
-            else:
-                base = whole
+            base = time_base(head, layout, digits)
             _remember(heads, head, base)
         if not base:
             text = "N/A"
@@ -167,6 +187,7 @@ class FastFormatters:
 
     by_fields: FastFormatter
     from_json: FastFormatter
+    json_template: Callable[[Mapping[str, Any]], JsonTemplate | None]
 
 
 def make_fast_formatter(opts: PrinterOptions, colors: Colors) -> FastFormatters:
@@ -441,9 +462,9 @@ def make_fast_formatter(opts: PrinterOptions, colors: Colors) -> FastFormatters:
 
     def new_template(
         key: tuple[Any, ...], flow: Mapping[str, Any], ip: Mapping[str, Any], typ: object
-    ) -> Template | None:
+    ) -> tuple[Template, int] | None:
         """Compose the line with marks for the ports, split it there, and keep it unless the
-        line depends on more than the key holds."""
+        line depends on more than the key holds (then say on what, see ``JsonTemplate``)."""
         rest = compose(flow, ip, _SRC_MARK if key[-2] else "", _DST_MARK if key[-1] else "")
         if rest is None:
             return None
@@ -452,10 +473,14 @@ def make_fast_formatter(opts: PrinterOptions, colors: Colors) -> FastFormatters:
         first = 1 if pieces[1] == _SRC_MARK else 2 if pieces[1] == _DST_MARK else 0
         second = 1 if pieces[3] == _SRC_MARK else 2 if pieces[3] == _DST_MARK else 0
         template = (pieces[0], pieces[2], pieces[4], first, second)
-        if typ in _UNCACHED_TYPES or (print_policy_names and typ in _POLICY_NAME_TYPES):
-            return template  # the TYPE or VERDICT column reads fields the key lacks
+        # the TYPE or VERDICT column reads fields the key lacks: the debug capture point and
+        # socket translation point, or the policies (fields.verdict)
+        if typ in _UNCACHED_TYPES:
+            return template, OTHER_FIELDS
+        if print_policy_names and typ in _POLICY_NAME_TYPES:
+            return template, KEY_AND_POLICIES
         _remember(lines, key, template)
-        return template
+        return template, KEY_ONLY
 
     def rare_key(flow: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """What the line reads of the rare keys present, by name; None for a shape left to
@@ -482,7 +507,9 @@ def make_fast_formatter(opts: PrinterOptions, colors: Colors) -> FastFormatters:
             parts += (name, value)
         return tuple(parts)
 
-    def from_json(flow: Mapping[str, Any]) -> str | None:
+    def json_template(flow: Mapping[str, Any]) -> JsonTemplate | None:
+        """The line template of a JSON-decoded flow, its port texts and whether the template
+        is kept for its key; None for a flow left to ``by_fields``."""
         # Containers are plain dicts (and lists): subscripting a str, list or number raises
         # TypeError, a missing key KeyError; both mean "not the common shape".
         try:
@@ -502,7 +529,7 @@ def make_fast_formatter(opts: PrinterOptions, colors: Colors) -> FastFormatters:
             if ports is not None:
                 sp, dp = ports["source_port"], ports["destination_port"]
                 if type(sp) is not int or type(dp) is not int:
-                    return by_fields(flow)
+                    return None
                 if sp:
                     src_port = str(sp)
                 if dp:
@@ -519,16 +546,16 @@ def make_fast_formatter(opts: PrinterOptions, colors: Colors) -> FastFormatters:
             else:
                 rare = rare_key(flow)
                 if rare is None:
-                    return by_fields(flow)
+                    return None
             if "l7" in flow:
                 l7 = flow["l7"]
                 if type(l7) is not dict:
-                    return by_fields(flow)
+                    return None
                 dns = l7.get("dns")
                 if dns is None:
                     dns = _EMPTY
                 elif type(dns) is not dict:
-                    return by_fields(flow)
+                    return None
                 l7_key: tuple[Any, ...] | None = (
                     l7.get("type"),
                     "http" in l7,
@@ -563,13 +590,20 @@ def make_fast_formatter(opts: PrinterOptions, colors: Colors) -> FastFormatters:
             )
             template = lines.get(key)
         except (KeyError, TypeError, AttributeError):
+            return None
+        if template is not None:
+            return template, src_port, dst_port, KEY_ONLY
+        made = new_template(key, flow, ip, typ)
+        if made is None:
+            return None
+        return made[0], src_port, dst_port, made[1]
+
+    def from_json(flow: Mapping[str, Any]) -> str | None:
+        found = json_template(flow)
+        if found is None:
             return by_fields(flow)
-        if template is None:
-            template = new_template(key, flow, ip, typ)
-            if template is None:
-                return by_fields(flow)
-        a, b, c, first, second = template
+        (a, b, c, first, second), src_port, dst_port, _ = found
         port = ("", src_port, dst_port)
         return f"{render_time(flow.get('time'))}{a}{port[first]}{b}{port[second]}{c}"
 
-    return FastFormatters(by_fields, from_json)
+    return FastFormatters(by_fields, from_json, json_template)

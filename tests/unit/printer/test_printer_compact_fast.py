@@ -50,6 +50,12 @@ OPTION_SETS = [
     for layout, color, numeric, node, policies, translation in itertools.product(
         LAYOUTS, *[(False, True)] * 5
     )
+    if isinstance(layout, str)  # (for mypy: product of mixed tuples yields objects)
+    and isinstance(color, bool)
+    and isinstance(numeric, bool)
+    and isinstance(node, bool)
+    and isinstance(policies, bool)
+    and isinstance(translation, bool)
 ]
 
 
@@ -88,9 +94,13 @@ def check_flows(flows: list[dict[str, Any]], opts: PrinterOptions) -> None:
             check_same(fast.from_json, from_json, generic(from_json, opts))
 
 
-def render_lines(lines: list[bytes], opts: PrinterOptions, *, fast: bool) -> tuple[str, str]:
+def render_lines(
+    lines: list[bytes], opts: PrinterOptions, *, fast: bool, native: bool | None = False
+) -> tuple[str, str]:
+    """What the printer prints for these chunks: generic (``fast=False``), the Python fast
+    path (``native=False``) or the native path when the library loads (``native=None``)."""
     out, err = io.StringIO(), io.StringIO()
-    printer = CompactPrinter(opts, out, err, fast=fast)
+    printer = CompactPrinter(opts, out, err, fast=fast, native=native)
     for line in lines:
         printer.write_json(line)
     printer.close()
@@ -104,7 +114,10 @@ def render_lines(lines: list[bytes], opts: PrinterOptions, *, fast: bool) -> tup
 def test_fixture_flows_every_option_set(opts: PrinterOptions) -> None:
     check_flows(FIXTURE_FLOWS, opts)
     chunk = [b"".join(FIXTURE_LINES)]
-    assert render_lines(chunk, opts, fast=True) == render_lines(chunk, opts, fast=False)
+    expected = render_lines(chunk, opts, fast=False)
+    assert render_lines(chunk, opts, fast=True) == expected
+    twice = render_lines(chunk * 2, opts, fast=True, native=None)  # templates learnt, then used
+    assert twice == (expected[0] * 2, expected[1] * 2)
 
 
 def test_fast_path_handles_the_common_shapes() -> None:
@@ -147,9 +160,10 @@ def test_caches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- write_json -----------------------------------------------------------------------------
 
 
-def test_write_json_counts_lines_and_keeps_order() -> None:
+@pytest.mark.parametrize("native", [None, False], ids=["native", "python"])
+def test_write_json_counts_lines_and_keeps_order(native: bool | None) -> None:
     out, err = io.StringIO(), io.StringIO()
-    printer = CompactPrinter(PrinterOptions(debug=True), out, err)
+    printer = CompactPrinter(PrinterOptions(debug=True), out, err, native=native)
     printer.write_json(b"".join(FIXTURE_LINES) + b"  \n\n")
     printer.close()
     assert printer.line == len(FIXTURE_LINES) - 1  # flows and the lost event, not node status
@@ -166,9 +180,9 @@ def test_write_json_counts_lines_and_keeps_order() -> None:
 def test_write_json_bad_line_prints_nothing_of_its_chunk(bad: bytes) -> None:
     status = b'{"node_status":{"state_change":"NODE_ERROR","node_names":["a"]}}\n'
     chunk = FIXTURE_LINES[0] + status + bad + FIXTURE_LINES[1]
-    for fast in (True, False):
+    for fast, native in ((True, None), (True, False), (False, False)):
         out, err = io.StringIO(), io.StringIO()
-        printer = CompactPrinter(PrinterOptions(), out, err, fast=fast)
+        printer = CompactPrinter(PrinterOptions(), out, err, fast=fast, native=native)
         printer.write_json(FIXTURE_LINES[2])
         with pytest.raises(ServerError):
             printer.write_json(chunk)
@@ -200,15 +214,15 @@ def test_generic_failure_in_chunk_behaves_as_generic(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(sys.modules["hubblectl.printer.compact"], "format_flow", failing)
     results = []
-    for fast in (True, False):
+    for fast, native in ((True, None), (True, False), (False, False)):
         out = io.StringIO()
-        printer = CompactPrinter(PrinterOptions(), out, io.StringIO(), fast=fast)
+        printer = CompactPrinter(PrinterOptions(), out, io.StringIO(), fast=fast, native=native)
         # the fast path declines an ethernet-only flow: it reaches `failing`
         with pytest.raises(RuntimeError):
             printer.write_json(chunk)
         printer.close()
         results.append(out.getvalue())
-    assert results[0] == results[1] == generic(FIXTURE_FLOWS[0], PrinterOptions())
+    assert results == [generic(FIXTURE_FLOWS[0], PrinterOptions())] * 3
 
 
 # --- escape ---------------------------------------------------------------------------------
@@ -383,6 +397,7 @@ FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "ip_trace_id": rare(obj(trace_id=maybe(st.integers(0, 5)))),
     "auth_type": rare(st.sampled_from(["SPIRE", "DISABLED", "TEST_ALWAYS_FAIL", ""])),
     "ingress_allowed_by": rare(POLICIES, weird=False),
+    "egress_allowed_by": rare(POLICIES, weird=False),
     "egress_denied_by": rare(POLICIES, weird=False),
     "ingress_denied_by": rare(POLICIES, weird=False),
     "debug_capture_point": rare(st.sampled_from(["DBG_CAPTURE_DELIVERY", ""])),
@@ -439,7 +454,9 @@ def test_fast_equals_generic(flows: list[dict[str, Any]], opts: PrinterOptions) 
 def test_write_json_equals_generic(flows: list[dict[str, Any]], opts: PrinterOptions) -> None:
     lines = [orjson.dumps({"flow": f, "node_name": "n", "time": "x"}) + b"\n" for f in flows]
     chunks = [b"".join(lines), *lines]
-    assert render_lines(chunks, opts, fast=True) == render_lines(chunks, opts, fast=False)
+    expected = render_lines(chunks, opts, fast=False)
+    assert render_lines(chunks, opts, fast=True) == expected
+    assert render_lines(chunks, opts, fast=True, native=None) == expected
 
 
 @settings(max_examples=300, deadline=None)

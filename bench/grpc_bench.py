@@ -2,10 +2,16 @@
 
 Hubble's standard GetFlows stream sends one message per flow, so no server written with
 grpcio can stream flows faster than grpcio streams messages. This measures that ceiling with
-nothing else in the way: a grpc.aio server (as the agent uses) whose handler yields the same
-pre-serialized 500-byte message (no protobuf, identity serializers) to a client in another
-process (sync stub, no deserializer) over a unix socket. Also the sync server, for comparison.
-The agent's standard stream (bench/stream_bench.py) is then quoted as a share of this figure.
+nothing else in the way: a grpc.aio server whose handler yields the same pre-serialized
+500-byte message (no protobuf, identity serializers) to a client in another process (sync
+stub, no deserializer) over a unix socket. Also the sync server, for comparison.
+
+The agent no longer serves the standard stream with grpcio (unless ``--no-fast-stream``):
+its HTTP/2 front door (observer/server/front.py) writes many framed messages per DATA frame,
+so this ceiling bounds only the ``direct`` rows of bench/stream_bench.py (grpc.aio serving
+the standard stream itself), which are quoted as a share of it; the Python grpcio *client*
+pays a similar per-message cost on its side, which is why that bench also reads the stream
+with a raw HTTP/2 client.
 
     python3 bench/grpc_bench.py [--quick]
 """

@@ -3,11 +3,23 @@
     python3 bench/stream_bench.py [--capacity 65535] [--runs 3] [--json bench/results-stream.json]
     python3 -m bench --only stream [--quick]      (the runner: flat figures via run())
 
-The server is this process: a grpc.aio server with the agent's ObserverServicer and
-FlowStreamServicer over a FlowStore filled to capacity with realistic flows (the fixture
-flows of tests/fixtures/flows.jsonl in turn, each with its own uuid and time). Clients are
-child processes (``stream_bench.py client ...``), as real clients are: in the server's
-process they would share its GIL. Scenarios:
+The server is this process, wired as the agent wires it: a grpc.aio server with the
+agent's ObserverServicer and FlowStreamServicer on an internal unix socket, and the HTTP/2
+front door (observer/server/front.py) on the public socket, which serves the standard
+GetFlows stream itself and proxies everything else (GetFlowsBatched included) to grpc.aio;
+over a FlowStore filled to capacity with realistic flows (the fixture flows of
+tests/fixtures/flows.jsonl in turn, each with its own uuid and time). Clients are child
+processes (``stream_bench.py client ...``), as real clients are: in the server's process
+they would share its GIL. The standard stream is read by two clients:
+
+* ``grpcio``: Python grpc.aio with the generated stub (hubblectl's own fallback client);
+  its per-message cost caps what it can read (~8,000 messages/s on this machine kind);
+* ``raw``: a raw HTTP/2 reader (no grpc library; 16 KiB frames, large windows, as grpc-go
+  grows them) that decodes every GetFlowsResponse with protobuf's FromString, as a grpc-go
+  client (hubble CLI, Hubble UI) does: the figure the front door is judged by;
+
+and, for comparison, ``direct``: the grpcio client on the internal socket (grpc.aio serving
+the standard stream itself, as with ``--no-fast-stream``). Scenarios:
 
 * history: one follower reads ``--last <capacity>`` (number=capacity): batched
   (hubblectl.v1.FlowStream/GetFlowsBatched) and standard (observer.Observer/GetFlows);
@@ -52,6 +64,7 @@ sys.path.insert(0, str(REPO))
 from observer.api.v1.observer import observer_pb2, observer_pb2_grpc  # noqa: E402
 from observer.api.wire import decode_flow_batch  # noqa: E402
 from observer.parser.timestamps import format_timestamp  # noqa: E402
+from observer.server.front import FrontDoor  # noqa: E402
 from observer.server.observer import FlowStreamServicer, NodeInfo, ObserverServicer  # noqa: E402
 from observer.store import EntryKind, FlowStore  # noqa: E402
 
@@ -59,6 +72,7 @@ FIXTURES: Final = REPO / "tests" / "fixtures" / "flows.jsonl"
 BASE_NS: Final = 1_795_694_400_000_000_000  # 2026-11-26T12:00:00Z
 APPEND_BATCH: Final = 1024
 STREAMS: Final = ("batched", "standard")
+CLIENTS: Final = ("grpcio", "raw")
 
 
 # --- flows -----------------------------------------------------------------------------------
@@ -182,6 +196,98 @@ async def client_main(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def raw_client_main(args: argparse.Namespace) -> dict[str, Any]:
+    """One standard GetFlows call over raw HTTP/2 (no grpc library): every message decoded
+    with GetFlowsResponse.FromString, as a grpc-go client does. Same output as client_main."""
+    import socket
+    import struct
+
+    def frame(typ: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
+        return struct.pack(">I", len(payload))[1:] + bytes([typ, flags]) + struct.pack(">I", sid) + payload
+
+    def lit(name: bytes, value: bytes) -> bytes:  # HPACK literal, not indexed, no huffman
+        return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+    path = args.target.removeprefix("unix://")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.connect(path)
+    req = observer_pb2.GetFlowsRequest(follow=args.mode == "follow", number=args.number)
+    body = req.SerializeToString()
+    hdr = (
+        lit(b":method", b"POST") + lit(b":scheme", b"http") + lit(b":path", b"/observer.Observer/GetFlows")
+        + lit(b":authority", b"localhost") + lit(b"content-type", b"application/grpc") + lit(b"te", b"trailers")
+    )  # fmt: skip
+    window = 16 * 1024 * 1024  # grpc-go's BDP estimator grows its windows up to 16 MiB
+    out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, struct.pack(">HI", 4, window))
+    out += frame(8, 0, 0, struct.pack(">I", window - 65535))
+    out += frame(1, 4, 1, hdr) + frame(0, 1, 1, b"\x00" + struct.pack(">I", len(body)) + body)
+    sock.sendall(out)
+    parse = observer_pb2.GetFlowsResponse.FromString
+    buf = bytearray()
+    msg = bytearray()
+    flows = lost = messages = 0
+    first = last = 0.0
+    ready = False
+    done = False
+    unacked = 0
+    start = 0.0
+    while not done:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        buf += chunk
+        pos = 0
+        while len(buf) - pos >= 9 and not done:
+            ln = int.from_bytes(buf[pos : pos + 3], "big")
+            typ, fl = buf[pos + 3], buf[pos + 4]
+            if len(buf) - pos < 9 + ln:
+                break
+            payload = bytes(buf[pos + 9 : pos + 9 + ln])
+            pos += 9 + ln
+            if typ == 0:  # DATA: gRPC messages, possibly split across frames
+                unacked += ln
+                msg += payload
+                mpos = 0
+                while len(msg) - mpos >= 5:
+                    size = int.from_bytes(msg[mpos + 1 : mpos + 5], "big")
+                    if len(msg) - mpos < 5 + size:
+                        break
+                    resp = parse(bytes(msg[mpos + 5 : mpos + 5 + size]))
+                    mpos += 5 + size
+                    now = time.perf_counter()
+                    first = first or now
+                    last = now
+                    messages += 1
+                    if resp.HasField("lost_events"):
+                        lost += resp.lost_events.num_events_lost
+                    else:
+                        flows += 1
+                    if flows + lost >= args.expect:
+                        done = True
+                        break
+                del msg[:mpos]
+            elif typ == 1 and not ready:  # response headers
+                ready = True
+                print("READY", flush=True)
+                start = time.perf_counter()
+                if fl & 1:
+                    done = True
+            elif typ == 1 or typ in (3, 7):  # trailers, RST_STREAM, GOAWAY
+                done = True
+            elif typ == 4 and not fl & 1:
+                sock.sendall(frame(4, 1, 0))
+            elif typ == 6 and not fl & 1:
+                sock.sendall(frame(6, 1, 0, payload))
+        del buf[:pos]
+        if unacked >= window // 2:
+            sock.sendall(frame(8, 0, 0, struct.pack(">I", unacked)) + frame(8, 0, 1, struct.pack(">I", unacked)))
+            unacked = 0
+    end = time.perf_counter()
+    sock.close()
+    result = {"flows": flows, "lost": lost, "messages": messages, "first": first, "last": last}
+    return {"start": start, "end": end, "seconds": end - start, "followers": [result], "cpu_s": time.process_time()}
+
+
 # --- server -----------------------------------------------------------------------------------
 
 
@@ -189,7 +295,10 @@ class Bench:
     def __init__(self, capacity: int, runs: int, sock: Path) -> None:
         self.capacity = capacity
         self.runs = runs
-        self.target = f"unix://{sock}"
+        self.sock = sock
+        self.target = f"unix://{sock}"  # the front door, as the agent serves it
+        self.internal = sock.with_name("grpc-internal.sock")
+        self.direct = f"unix://{self.internal}"  # grpc.aio itself (--no-fast-stream)
         self.store = FlowStore(capacity)
         self.next_index = 0
         self.results: list[dict[str, Any]] = []
@@ -216,11 +325,12 @@ class Bench:
         return time.perf_counter() - start, time.process_time() - cpu0
 
     async def run_clients(
-        self, *, stream: str, mode: str, followers: int, number: int, expect: int, append: int
-    ) -> dict[str, Any]:
+        self, *, stream: str, mode: str, followers: int, number: int, expect: int, append: int,
+        client: str = "grpcio", direct: bool = False,
+    ) -> dict[str, Any]:  # fmt: skip
         cmd = [
-            sys.executable, str(Path(__file__).resolve()), "client",
-            "--target", self.target, "--stream", stream, "--mode", mode,
+            sys.executable, str(Path(__file__).resolve()), "client", "--client", client,
+            "--target", self.direct if direct else self.target, "--stream", stream, "--mode", mode,
             "--followers", str(followers), "--number", str(number), "--expect", str(expect),
         ]  # fmt: skip
         proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE)
@@ -248,6 +358,7 @@ class Bench:
         span = max(f["last"] for f in per) - min(f["first"] for f in per if f["first"])
         return {
             "stream": stream,
+            "client": "direct" if direct else client,
             "mode": mode,
             "followers": followers,
             "flows": flows,
@@ -278,7 +389,7 @@ class Bench:
             f"{row['ingest_flows_per_s']:>10,.0f}" if row["ingest_flows_per_s"] else f"{'-':>10}"
         )
         print(
-            f"{name:<28} {row['stream']:<9} {row['followers']:>3} {row['flows']:>8} "
+            f"{name:<28} {row['stream']:<9} {row['client']:<7} {row['followers']:>3} {row['flows']:>8} "
             f"{row['flows_per_s']:>11,.0f} {row['flows_per_s_median']:>11,.0f} {ingest} "
             f"{row['lost']:>7} {row['server_cpu_s']:>6.1f} {row['client_cpu_s']:>6.1f}",
             flush=True,
@@ -289,23 +400,34 @@ class Bench:
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         observer_pb2_grpc.add_ObserverServicer_to_server(ObserverServicer(self.store, node), server)
         FlowStreamServicer(self.store, node).add_to_server(server)
-        server.add_insecure_port(self.target)
+        server.add_insecure_port(self.direct)
         await server.start()
+        front = FrontDoor(self.store, node.name)
+        await front.listen_unix(self.sock, str(self.internal))
+        # (stream, client, direct): batched through the front's proxy and from grpc.aio
+        # itself; standard served by the front to both clients, and from grpc.aio itself
+        variants = (
+            ("batched", "grpcio", False),
+            ("batched", "grpcio", True),
+            ("standard", "grpcio", False),
+            ("standard", "raw", False),
+            ("standard", "grpcio", True),
+        )
         try:
             cap = self.capacity
             print(
-                f"{'scenario':<28} {'stream':<9} {'n':>3} {'flows':>8} {'flows/s':>11} {'median':>11} "
-                f"{'ingest/s':>10} {'lost':>7} {'srvCPU':>6} {'cliCPU':>6}"
+                f"{'scenario':<28} {'stream':<9} {'client':<7} {'n':>3} {'flows':>8} {'flows/s':>11} "
+                f"{'median':>11} {'ingest/s':>10} {'lost':>7} {'srvCPU':>6} {'cliCPU':>6}"
             )
-            for stream in STREAMS:
+            for stream, client, direct in variants:
                 await self.scenario(
-                    f"history --last {cap}", self.runs,
-                    stream=stream, mode="history", followers=1, number=cap, expect=cap, append=0,
+                    f"history --last {cap}", self.runs, stream=stream, client=client, direct=direct,
+                    mode="history", followers=1, number=cap, expect=cap, append=0,
                 )  # fmt: skip
-            for stream in STREAMS:
+            for stream, client, direct in variants:
                 await self.scenario(
-                    f"follow while appending {cap}", self.runs,
-                    stream=stream, mode="follow", followers=1, number=0, expect=cap, append=cap,
+                    f"follow while appending {cap}", self.runs, stream=stream, client=client,
+                    direct=direct, mode="follow", followers=1, number=0, expect=cap, append=cap,
                 )  # fmt: skip
             await self.scenario(
                 f"10x follow, appending {cap}", self.runs,
@@ -316,6 +438,7 @@ class Bench:
                 stream="batched", mode="history", followers=10, number=cap, expect=cap, append=0,
             )  # fmt: skip
         finally:
+            await front.stop(grace=None)
             await server.stop(grace=None)
 
 
@@ -348,6 +471,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     out["loadavg_at_start"] = round(report["meta"]["loadavg_at_start"][0], 2)
     for row in report["scenarios"]:
         slug = "{}_{}_x{}".format(row["mode"], row["stream"], row["followers"])
+        if row["stream"] == "standard" or row["client"] == "direct":
+            slug += "_" + row["client"]
         out[f"{slug}_flows_per_s"] = round(row["flows_per_s"])
         if row["ingest_flows_per_s"]:
             out[f"{slug}_ingest_flows_per_s"] = round(row["ingest_flows_per_s"])
@@ -358,7 +483,7 @@ def run(quick: bool = False) -> dict[str, Any]:
 
     bare = grpc_bench.run(quick)
     out.update(bare)
-    standard = out.get("history_standard_x1_flows_per_s")
+    standard = out.get("history_standard_x1_direct_flows_per_s")
     if standard:
         out["history_standard_vs_bare_grpc_aio"] = round(
             standard / bare["grpc_aio_server_messages_per_s"], 2
@@ -387,7 +512,12 @@ if __name__ == "__main__":
         p.add_argument("--followers", type=int, default=1)
         p.add_argument("--number", type=int, default=0)
         p.add_argument("--expect", type=int, required=True)
+        p.add_argument("--client", choices=CLIENTS, default="grpcio")
         client_args = p.parse_args(sys.argv[2:])
-        sys.stdout.write(json.dumps(asyncio.run(client_main(client_args))) + "\n")
+        if client_args.client == "raw":
+            report = raw_client_main(client_args)
+        else:
+            report = asyncio.run(client_main(client_args))
+        sys.stdout.write(json.dumps(report) + "\n")
     else:
         main()

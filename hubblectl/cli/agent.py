@@ -55,6 +55,14 @@ from observer.datapath.ipam import DEFAULT_IPV4_RANGE, DEFAULT_IPV6_RANGE
 )
 @click.option("--metrics-address", default="", help="Serve Prometheus metrics here, e.g. :9965 (Hubble's port).")
 @click.option("--print-flows", is_flag=True, help="Also print every flow as a JSON line on stdout.")
+@click.option(
+    "--fast-stream/--no-fast-stream",
+    default=True,
+    show_default=True,
+    envvar="HUBBLECTL_FAST_STREAM",
+    help="Serve the unix socket and plaintext --listen-address through the HTTP/2 front door, "
+    "which streams Hubble's standard GetFlows at batch cost; --no-fast-stream: grpcio serves them directly.",
+)
 def agent(**kwargs: object) -> None:
     """Run the node agent in the foreground (root). SIGTERM or Ctrl-C stops it cleanly.
 

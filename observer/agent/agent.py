@@ -58,6 +58,7 @@ from observer.metrics import serve as serve_metrics
 from observer.parser import FlowBuilder, FlowDecoder, lost_events_response
 from observer.policy import Policy
 from observer.server.agentapi import AgentServicer
+from observer.server.front import FrontDoor, InternalSockets
 from observer.server.listen import announce_address, bind
 from observer.server.observer import FlowStreamServicer, NodeInfo, ObserverServicer
 from observer.server.peer import PeerServicer
@@ -106,6 +107,8 @@ class Agent:
         self._lost_seen: tuple[int, ...] = ()
         self._host_ips: frozenset[str] = frozenset()
         self._servers: list[grpc.aio.Server] = []
+        self._front: FrontDoor | None = None
+        self._internal: InternalSockets | None = None
         self._stop = asyncio.Event()
 
     # --- datapath ------------------------------------------------------------------------
@@ -383,18 +386,37 @@ class Agent:
             [*names, agent_pb2.DESCRIPTOR.services_by_name["Agent"].full_name], unix
         )
         sock = Path(self.cfg.socket_path)
-        sock.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            if stat.S_ISSOCK(sock.lstat().st_mode):
-                sock.unlink()
-        unix.add_insecure_port(f"unix://{sock}")
-        await unix.start()
-        os.chmod(sock, 0o660)
-        self._servers.append(unix)
+        front: FrontDoor | None = None
+        internal: InternalSockets | None = None
+        if self.cfg.fast_stream:
+            # the front door owns the public plaintext sockets; grpc.aio serves it (and only
+            # it) on private sockets in a 0700 directory
+            internal = self._internal = InternalSockets(sock)
+            front = self._front = FrontDoor(self.store, self.node.name, metrics=self.metrics)
+            unix.add_insecure_port(internal.target("unix"))
+            await unix.start()
+            self._servers.append(unix)
+            await front.listen_unix(sock, internal.path("unix"))
+        else:
+            sock.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISSOCK(sock.lstat().st_mode):
+                    sock.unlink()
+            unix.add_insecure_port(f"unix://{sock}")
+            await unix.start()
+            os.chmod(sock, 0o660)
+            self._servers.append(unix)
         if self.cfg.listen_address:
             tcp = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
             self._add_public_services(tcp)
             reflection.enable_server_reflection(names, tcp)
+            if front is not None and internal is not None and not self.cfg.tls_cert_file:
+                tcp.add_insecure_port(internal.target("tcp"))
+                await tcp.start()
+                self._servers.append(tcp)
+                await front.listen_tcp(self.cfg.listen_address, internal.path("tcp"))
+                return await self._set_serving()
+            # TLS: grpc.aio terminates it and serves the listen address directly
             creds = (
                 server_credentials(
                     self.cfg.tls_cert_file,
@@ -407,6 +429,9 @@ class Agent:
             bind(tcp, self.cfg.listen_address, "--listen-address", creds)
             await tcp.start()
             self._servers.append(tcp)
+        await self._set_serving()
+
+    async def _set_serving(self) -> None:
         for h in self._health:
             await h.set(HEALTH_SERVICE, health_pb2.HealthCheckResponse.SERVING)
             await h.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -444,8 +469,12 @@ class Agent:
                 await ingest
         finally:
             self.cluster.unregister()
+            if self._front is not None:
+                await self._front.stop(grace=0.5)
             for server in self._servers:
                 await server.stop(grace=0.5)
+            if self._internal is not None:
+                self._internal.cleanup()
             with contextlib.suppress(FileNotFoundError):
                 Path(self.cfg.socket_path).unlink()
             if self._ring is not None:

@@ -44,6 +44,9 @@ class AgentConfig:
     tls_cert_file: str = ""
     tls_key_file: str = ""
     tls_client_ca_files: tuple[str, ...] = ()
+    # the HTTP/2 front door (observer/server/front.py) owns the plaintext sockets and serves
+    # Hubble's standard GetFlows stream itself; False: grpc.aio serves them directly
+    fast_stream: bool = True
 
     @property
     def short_node_name(self) -> str:

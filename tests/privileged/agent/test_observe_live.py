@@ -69,8 +69,11 @@ def test_compact_output_and_input_file_match_live(
     traffic: tuple[Agent, dict[str, Any], dict[str, Any], dict[str, Any]], tmp_path: Path
 ) -> None:
     agent, _a, _b, _c = traffic
-    # Background traffic (IPv6 multicast listener reports) keeps arriving: compare a closed window.
-    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 1))
+    # Background traffic (IPv6 multicast listener reports) keeps arriving: compare a closed
+    # window that ends after the fixture's traffic: at the next whole second (--until takes
+    # whole seconds here).
+    time.sleep(1.02 - time.time() % 1)
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time()))
     saved = tmp_path / "flows.json"
     saved.write_text(agent.cli("observe", "--server", agent.server, "--all", "--until", until, "-o", "json").stdout)
     assert saved.read_text().count("\n") > 5

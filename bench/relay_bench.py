@@ -104,8 +104,11 @@ def _relay_main(addresses: list[str], sort_len: int, debug: bool, conn: Connecti
     logging.getLogger("grpc").setLevel(logging.WARNING)
     logging.getLogger("asyncio").setLevel(logging.WARNING)
 
+    from observer.relay.lines import tune_malloc
     from observer.relay.pool import PeerSpec
     from observer.relay.server import Relay, RelayConfig
+
+    tune_malloc()  # as Relay.run (``hubblectl relay``) does
 
     async def main() -> None:
         relay = Relay(

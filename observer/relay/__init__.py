@@ -2,6 +2,8 @@
 
     pool.py    peers (static or from the Peer service), a channel each, state, backoff
     merge.py   the pure time-ordered merge (runs per node, a drain window), ``number`` semantics
+    lines.py   the nodes' lines kept inside their FlowBatch messages, named by ids; the merged
+               output written from them in one pass (native/hbwire.c, with a Python fallback)
     (observer/api/wire.py: FlowBatch encoded and decoded without the protobuf runtime's copies)
     status.py  ServerStatus / GetNodes / node-status events from the nodes' reports (pure)
     server.py  the servicers, the per-request ``FlowSession`` and the ``Relay`` process

@@ -39,8 +39,9 @@ from observer import __version__
 from observer.api.convert import response_to_json_line, response_to_proto
 from observer.api.v1.hubblectl import agent_pb2
 from observer.api.v1.observer import observer_pb2, observer_pb2_grpc
-from observer.api.wire import WireError, encode_flow_batches
+from observer.api.wire import WireError
 from observer.errors import ConfigError
+from observer.relay.lines import LineTable, tune_malloc
 from observer.relay.merge import FirstN, LastN, MergeStats, TimeMerger, TimeParser, timed_lines
 from observer.relay.pool import (
     Backoff,
@@ -145,7 +146,11 @@ class _Track:
 
 
 class FlowSession:
-    """One client's GetFlows over all nodes; ``batches()`` yields lists of JSON lines."""
+    """One client's GetFlows over all nodes.
+
+    ``batches()`` yields lists of line ids of the session's ``LineTable`` (lines.py): the
+    nodes' batches stay as they came and the merge orders ids; the caller turns each list
+    into serialized FlowBatches with ``encode`` or into JSON lines with ``take_lines``."""
 
     def __init__(
         self,
@@ -165,7 +170,8 @@ class FlowSession:
         self._follow = bool(request.follow)
         drain_ns = int(config.sort_buffer_drain_timeout_s * _NS)
         idle = min(drain_ns, FOLLOW_IDLE_NS) if self._follow else drain_ns
-        self._merger: TimeMerger[bytes] = TimeMerger(config.sort_buffer_len_max, drain_ns, idle)
+        self._table = LineTable()
+        self._merger: TimeMerger[int] = TimeMerger(config.sort_buffer_len_max, drain_ns, idle)
         # how long a node may take to send its first response (it may be reading its
         # history) before the others go ahead without it; the drain timeout bounds it anyway
         self._grace_ns = drain_ns
@@ -177,7 +183,7 @@ class FlowSession:
                 self._first = FirstN(number, _is_flow)
             else:
                 self._last = LastN(number, _is_flow)
-        self._out: list[bytes] = []
+        self._out: list[int] = []
         self._out_event = asyncio.Event()
         self._space = asyncio.Event()
         self._timer_wake = asyncio.Event()
@@ -205,6 +211,14 @@ class FlowSession:
     def stats(self) -> MergeStats:
         return self._merger.stats
 
+    def encode(self, ids: Sequence[int], max_bytes: int = BATCH_MAX_BYTES) -> list[bytes]:
+        """Serialized FlowBatches of the lines of ids ``batches()`` yielded."""
+        return self._table.encode(ids, max_bytes)
+
+    def take_lines(self, ids: Sequence[int]) -> list[bytes]:
+        """The JSON lines of ids ``batches()`` yielded."""
+        return self._table.take_lines(ids)
+
     # --- output -------------------------------------------------------------------------
 
     def _signal_output(self) -> None:
@@ -215,19 +229,19 @@ class FlowSession:
         event.set()
 
     def _status(self, state: str, names: Sequence[str], message: str = "") -> None:
-        self._out.append(node_status_line(state, names, message, self._node_name, self._wall()))
+        self._out += self._table.add_lines([node_status_line(state, names, message, self._node_name, self._wall())])
         self._check_stall()
         self._signal_output()
 
-    def _emit(self, items: list[bytes]) -> None:
+    def _emit(self, items: list[int]) -> None:
         if not items or self._done:
             return
         if self._first is not None:
-            self._out.extend(self._first.feed(items))
+            self._out += self._table.add_lines(self._first.feed(self._table.take_lines(items)))
             if self._first.done:
                 self._finish()
         elif self._last is not None:
-            self._last.feed(items)
+            self._last.feed(self._table.take_lines(items))
         else:
             self._out.extend(items)
         self._check_stall()
@@ -239,11 +253,12 @@ class FlowSession:
         if self._done:
             return
         rest = self._merger.drain()
+        table = self._table
         if self._first is not None:
-            self._out.extend(self._first.feed(rest))
+            self._out += table.add_lines(self._first.feed(table.take_lines(rest)))
         elif self._last is not None:
-            self._last.feed(rest)
-            self._out.extend(self._last.result())
+            self._last.feed(table.take_lines(rest))
+            self._out += table.add_lines(self._last.result())
         else:
             self._out.extend(rest)
         self._done = True
@@ -252,7 +267,7 @@ class FlowSession:
 
     # --- the session ----------------------------------------------------------------------
 
-    async def batches(self) -> AsyncGenerator[list[bytes], None]:
+    async def batches(self) -> AsyncGenerator[list[int], None]:
         try:
             await self._begin()
             while True:
@@ -365,6 +380,7 @@ class FlowSession:
         name = peer.name
         if peer.supports_batched is not False:
             parse = TimeParser()
+            table = self._table
             call = peer.get_flows_batched(request)
             got = False
             try:
@@ -375,8 +391,13 @@ class FlowSession:
                         got = True
                         peer.supports_batched = True
                         track.backoff.reset()
-                    times, lines, untimed = timed_lines(batch.lines(), batch.times_ns, parse)
-                    await self._push(name, times, lines, untimed, track)
+                    times = batch.times_ns
+                    ids = table.add_batch(batch, len(times)) if times and 0 not in times else None
+                    if ids is not None:  # each line timed by the node: kept in place
+                        await self._push(name, times, ids, [], track)
+                    else:
+                        times, lines, untimed = timed_lines(batch.lines(), times, parse)
+                        await self._push(name, times, table.add_lines(lines), table.add_lines(untimed), track)
                     if self._done:
                         return
                 return
@@ -390,19 +411,17 @@ class FlowSession:
         call2 = peer.get_flows(request)
         try:
             async for resp in call2:
-                line = response_to_json_line(resp)[:-1]
+                ids = self._table.add_lines([response_to_json_line(resp)[:-1]])
                 if resp.HasField("time"):
-                    await self._push(name, [resp.time.seconds * _NS + resp.time.nanos], [line], [], track)
+                    await self._push(name, [resp.time.seconds * _NS + resp.time.nanos], ids, [], track)
                 else:
-                    await self._push(name, [], [], [line], track)
+                    await self._push(name, [], [], ids, track)
                 if self._done:
                     return
         finally:
             call2.cancel()
 
-    async def _push(
-        self, name: str, times: list[int], lines: list[bytes], untimed: list[bytes], track: _Track
-    ) -> None:
+    async def _push(self, name: str, times: list[int], ids: list[int], untimed: list[int], track: _Track) -> None:
         """Hand one batch of a node to the merge once the node may push (backpressure: its
         previous batch has entered the sort window and the client keeps up)."""
         merger = self._merger
@@ -411,9 +430,9 @@ class FlowSession:
                 await self._space.wait()
                 continue
             now = self._now()
-            for line in untimed:
-                self._emit(merger.push(name, None, line, now))
-            self._emit(merger.push_run(name, times, lines, now))
+            for line_id in untimed:
+                self._emit(merger.push(name, None, line_id, now))
+            self._emit(merger.push_run(name, times, ids, now))
             self._wake_timer()
             if times:
                 newest = max(times)
@@ -577,9 +596,10 @@ class RelayObserverServicer(observer_pb2_grpc.ObserverServicer):
         await _validate(request, context)
         await _send_version(context)
         loads = orjson.loads
-        async with contextlib.aclosing(self._s.session(request).batches()) as batches:
-            async for lines in batches:
-                for line in lines:
+        session = self._s.session(request)
+        async with contextlib.aclosing(session.batches()) as batches:
+            async for ids in batches:
+                for line in session.take_lines(ids):
                     yield response_to_proto(loads(line))
 
     async def GetAgentEvents(
@@ -629,9 +649,10 @@ class RelayObserverServicer(observer_pb2_grpc.ObserverServicer):
 class RelayFlowStreamServicer:
     """hubblectl.v1.FlowStream over all nodes: the merged responses as JSON lines.
 
-    Yields serialized FlowBatch messages (``wire.encode_flow_batches``: one copy of the
-    lines), so it is registered with ``add_to_server`` (no protobuf serializer), not with
-    the generated ``add_FlowStreamServicer_to_server``."""
+    Yields serialized FlowBatch messages (``FlowSession.encode``: the lines are copied once,
+    from the nodes' messages into the outgoing ones), so it is registered with
+    ``add_to_server`` (no protobuf serializer), not with the generated
+    ``add_FlowStreamServicer_to_server``."""
 
     def __init__(self, services: RelayServices) -> None:
         self._s = services
@@ -641,9 +662,10 @@ class RelayFlowStreamServicer:
     ) -> AsyncIterator[bytes]:
         await _validate(request, context)
         await _send_version(context)
-        async with contextlib.aclosing(self._s.session(request).batches()) as batches:
-            async for lines in batches:
-                for message in encode_flow_batches(lines, BATCH_MAX_BYTES):
+        session = self._s.session(request)
+        async with contextlib.aclosing(session.batches()) as batches:
+            async for ids in batches:
+                for message in session.encode(ids, BATCH_MAX_BYTES):
                     yield message
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
@@ -721,7 +743,8 @@ class Relay:
         await self.pool.close()
 
     async def run(self) -> None:
-        """Serve until SIGTERM/SIGINT."""
+        """Serve until SIGTERM/SIGINT (the relay process's entry point)."""
+        tune_malloc()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)

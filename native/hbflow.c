@@ -38,7 +38,7 @@
 #define HB_API __attribute__((visibility("default")))
 
 /* Bumped whenever a signature or struct hb_drain changes; the binding checks it. */
-#define HB_ABI_VERSION 1
+#define HB_ABI_VERSION 2
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "records and table keys are little-endian");
 _Static_assert(sizeof(struct hb_event_hdr) == 16, "hb_event_hdr");
@@ -66,7 +66,7 @@ _Static_assert(offsetof(struct hb_flow_event, agg_bytes) == 112, "agg_bytes");
 enum {
 	TAB_TCP_FLAGS,     /* 256: JSON object of a flags byte (flow.l4.TCP.flags) */
 	TAB_TCP_SUMMARY,   /* 256: JSON string, the Summary of a TCP packet with those flags */
-	TAB_OBS_POINT,     /* 256: JSON value of trace_observation_point per obs_point */
+	TAB_OBS_POINT,     /* 256: ,"trace_observation_point":value per obs_point, or empty */
 	TAB_TRACE_REASON,  /* 256: JSON value of trace_reason per ct_state (0 unused) */
 	TAB_DROP_DESC,     /* n: JSON value of drop_reason_desc per code, empty = absent */
 	TAB_POLICY_DROP,   /* n: non-empty for the drop codes that mean "denied by policy" */
@@ -843,8 +843,7 @@ static char *render(struct hb_ctx *c, const struct hb_flow_event *ev, int64_t wa
 			else
 				LIT(p, ",\"traffic_direction\":\"INGRESS\"");
 		}
-		LIT(p, ",\"trace_observation_point\":");
-		p = put_tab(p, &c->tab[TAB_OBS_POINT], obs);
+		p = put_tab(p, &c->tab[TAB_OBS_POINT], obs); /* the member, or nothing */
 		if (ev->ct_state) {
 			LIT(p, ",\"trace_reason\":");
 			p = put_tab(p, &c->tab[TAB_TRACE_REASON], ev->ct_state);

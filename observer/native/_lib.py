@@ -16,7 +16,7 @@ from typing import Final
 
 from observer.errors import ObserverError
 
-ABI_VERSION: Final = 1
+ABI_VERSION: Final = 2
 LIB_ENV: Final = "HUBBLECTL_NATIVE_LIB"
 DEFAULT_PATH: Final = Path(__file__).resolve().parents[2] / "native" / "build" / "libhbflow.so"
 

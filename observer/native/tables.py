@@ -24,10 +24,10 @@ from observer.native import _lib
 from observer.parser.dropreasons import DROP_REASON_NAMES, POLICY_DROP_REASONS
 from observer.parser.events import decode_flow_event
 from observer.parser.flow import (
-    TRACE_OBSERVATION_POINTS,
     TRACE_REASONS,
     FlowBuilder,
     endpoint_dict,
+    observation_point_name,
 )
 
 # The ICMP type/code name tables summary.py formats from (type -> (name, codes or None)).
@@ -93,8 +93,9 @@ def static_tables(builder: FlowBuilder) -> Tables:
         summaries.append(_json(flow["Summary"]))
         emitter = _json(flow["emitter"])
 
-    nobs = len(TRACE_OBSERVATION_POINTS)
-    obs = [_json(TRACE_OBSERVATION_POINTS[o] if o < nobs else o) for o in range(256)]
+    # the whole member (key included), empty where the flow leaves the field out
+    points = [observation_point_name(o) for o in range(256)]
+    obs = [b"" if n is None else b',"trace_observation_point":' + _json(n) for n in points]
     nreasons = len(TRACE_REASONS)
     reasons = [b""] + [_json(TRACE_REASONS[r] if r < nreasons else r) for r in range(1, 256)]
 

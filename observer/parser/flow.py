@@ -68,6 +68,17 @@ TRACE_OBSERVATION_POINTS: Final[tuple[str, ...]] = (
     "FROM_CRYPTO",
     "TO_CRYPTO",
 )
+
+
+def observation_point_name(obs: int) -> str | None:
+    """The proto TraceObservationPoint name for a datapath obs point.
+
+    None (the field is left out: UNKNOWN_POINT, the proto's zero) for one the event ABI does
+    not define, not its number: datapath numbers are not the proto's (datapath 101 would
+    read as the proto's TO_ENDPOINT)."""
+    return TRACE_OBSERVATION_POINTS[obs] if 0 <= obs < len(TRACE_OBSERVATION_POINTS) else None
+
+
 # proto TraceReason names by ct_state (0 = TRACE_REASON_UNKNOWN, omitted). hb_ct_state uses
 # the proto's numbers; 5.. are not in the ABI yet but get the proto's names, as protojson would.
 TRACE_REASONS: Final[tuple[str, ...]] = (
@@ -356,9 +367,9 @@ class FlowBuilder:
                 flow["traffic_direction"] = "INGRESS" if is_reply else "EGRESS"
             elif obs == _OBS_TO_ENDPOINT:
                 flow["traffic_direction"] = "EGRESS" if is_reply else "INGRESS"
-            flow["trace_observation_point"] = (
-                TRACE_OBSERVATION_POINTS[obs] if obs < len(TRACE_OBSERVATION_POINTS) else obs
-            )
+            point = observation_point_name(obs)
+            if point is not None:
+                flow["trace_observation_point"] = point
             ct = ev.ct_state
             if ct:
                 flow["trace_reason"] = TRACE_REASONS[ct] if ct < len(TRACE_REASONS) else ct

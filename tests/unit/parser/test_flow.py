@@ -555,7 +555,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
             "Type": "L3_L4",
             "node_name": NODE,
             "event_type": {"type": 4, "sub_type": 42},
-            "trace_observation_point": 42,
+            # no trace_observation_point (UNKNOWN_POINT): datapath 42 is not the proto's 42
             "trace_reason": "RELATED",
             "is_reply": False,
             "Summary": "SCTP",

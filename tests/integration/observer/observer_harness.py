@@ -7,6 +7,10 @@ service (``SERVING`` for ``hubble.server.Observer`` and for ``""``), with server
 listening on a unix socket and on ``127.0.0.1:<ephemeral port>``. The agent runs two servers
 (the unix one also carries ``hubblectl.v1.Agent``, which needs a datapath); here both
 addresses are ports of one server, which serves exactly the agent's public services.
+As in the agent, both public addresses are served by the HTTP/2 front door
+(``observer.server.front``: the standard GetFlows and GetFlowsBatched itself, the rest
+proxied to grpc.aio on an internal socket); ``front=False`` lets grpc.aio serve them directly
+(the agent's ``--no-fast-stream``).
 
 The servicers read a real ``FlowStore``, which, like the agent's, belongs to the server's
 event loop: every touch of it goes through ``on_loop``/``append``/``ingest``, which run on
@@ -42,6 +46,7 @@ from observer.api.v1.hubblectl import agent_pb2, agent_pb2_grpc
 from observer.api.v1.observer import observer_pb2, observer_pb2_grpc
 from observer.api.v1.peer import peer_pb2, peer_pb2_grpc
 from observer.parser.timestamps import format_timestamp
+from observer.server.front import FrontDoor
 from observer.server.observer import FlowStreamServicer, NodeInfo, ObserverServicer
 from observer.server.peer import PeerServicer
 from observer.store import EntryKind, FlowStore
@@ -257,8 +262,11 @@ class ObserverHarness:
         capacity: int = 4095,
         node_name: str = NODE_NAME,
         clock_ns: int | None = None,
+        front: bool = True,
     ) -> None:
         sock = sock_dir / "observer.sock"
+        self.front = front
+        self.internal_path = sock_dir / "grpc-internal.sock"
         if len(str(sock)) > UNIX_PATH_MAX:
             raise ValueError(
                 f"unix socket path too long ({len(str(sock))} > {UNIX_PATH_MAX}): {sock}"
@@ -338,12 +346,20 @@ class ObserverHarness:
         health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(REFLECTED_SERVICES, server)
-        server.add_insecure_port(self.unix_target)
-        self.tcp_port = server.add_insecure_port("127.0.0.1:0")
+        door: FrontDoor | None = None
+        if self.front:
+            server.add_insecure_port(f"unix://{self.internal_path}")
+            await server.start()
+            door = FrontDoor(store, self.node.name, now_ns=self.now_ns)
+            await door.listen_unix(self.socket_path, str(self.internal_path))
+            self.tcp_port = await door.listen_tcp("127.0.0.1:0", str(self.internal_path))
+        else:
+            server.add_insecure_port(self.unix_target)
+            self.tcp_port = server.add_insecure_port("127.0.0.1:0")
+            await server.start()
         if self.tcp_port == 0:
             raise RuntimeError("cannot listen on 127.0.0.1:0")
         self.node.address = self.tcp_target
-        await server.start()
         await health_servicer.set(HEALTH_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         self._stop = asyncio.Event()
@@ -351,7 +367,11 @@ class ObserverHarness:
         try:
             await self._stop.wait()
         finally:
+            if door is not None:
+                await door.stop(grace=None)
             await server.stop(grace=None)
+            with contextlib.suppress(FileNotFoundError):
+                self.internal_path.unlink()
 
     # --- the store, on its loop ---------------------------------------------------------
 

@@ -16,7 +16,7 @@ Every response must parse, and every Observer call must carry ``hubble-server-ve
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 import grpc
@@ -117,6 +117,22 @@ def _masked_drop_flow() -> dict[str, Any]:
     return json_format.MessageToDict(
         json_format.ParseDict(keep, flow_pb2.Flow()), preserving_proto_field_name=True
     )
+
+
+@pytest.fixture(scope="module", params=["front", "grpcio"])
+def named_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ObserverHarness]:
+    """As the agent serves: through the HTTP/2 front door, and (``--no-fast-stream``) grpc.aio
+    directly."""
+    harness = ObserverHarness(
+        tmp_path_factory.mktemp("obs"), capacity=4095, front=request.param == "front"
+    )
+    try:
+        harness.start(named_responses().values())
+        yield harness
+    finally:
+        harness.stop()
 
 
 @pytest.fixture(params=["tcp", "unix"])

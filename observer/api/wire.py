@@ -10,6 +10,15 @@ proto/observer/api/v1/hubblectl/agent.proto:
     1 json_lines  bytes              (wire type 2)
     2 count       uint32             (wire type 0)
     3 times_ns    repeated sfixed64  (packed: wire type 2; unpacked: wire type 1 each)
+    4 json_lines_lz4        repeated bytes   (wire type 2 each)
+    5 json_lines_lz4_sizes  repeated uint32  (packed: wire type 2; unpacked: wire type 0 each)
+
+A batch carries its lines either as ``json_lines`` or, for a reader that asked for it with
+the request metadata ``FLOW_ENCODING_KEY: FLOW_ENCODING_LZ4``, as LZ4 blocks (raw block
+format, no size header): each decompresses to whole lines separated by newlines, without the
+newline after its last line, and ``json_lines_lz4_sizes`` gives each one's decompressed size.
+``decode_flow_batch`` decompresses them into one buffer (each block plus a newline), so a
+decoded batch looks the same whichever way its lines came.
 
 ``decode_flow_batch`` accepts anything a conforming encoder may send (fields in any order,
 repeated, unknown fields, packed or unpacked ``times_ns``) and raises ``WireError`` on
@@ -26,11 +35,22 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Final
 
+import lz4.block
+
+from observer.api.lz4native import InflateError, inflate
 from observer.errors import ObserverError
 
 _JSON_LINES_TAG: Final = b"\x0a"  # field 1, length-delimited
 _COUNT_TAG: Final = b"\x10"  # field 2, varint
 _TIMES_TAG: Final = b"\x1a"  # field 3, length-delimited (packed)
+_LZ4_TAG: Final = b"\x22"  # field 4, length-delimited, one per block
+_LZ4_SIZES_TAG: Final = b"\x2a"  # field 5, length-delimited (packed)
+
+# The request metadata by which a reader asks GetFlowsBatched for LZ4 blocks.
+FLOW_ENCODING_KEY: Final = "hubblectl-flow-encoding"
+FLOW_ENCODING_LZ4: Final = "lz4"
+# At most this many decompressed bytes in one batch: a bound on what a peer can make us allocate.
+MAX_LZ4_BATCH_BYTES: Final = 1 << 28
 _LITTLE: Final = array("q", [1]).tobytes()[0] == 1
 
 
@@ -108,11 +128,64 @@ def encode_flow_batches(lines: Sequence[bytes], max_bytes: int) -> Iterator[byte
         start = stop
 
 
+def encode_lz4_batch(
+    blocks: Sequence[bytes | memoryview], sizes: Sequence[int], count: int, times_ns: Sequence[int] = ()
+) -> bytes:
+    """The serialized ``FlowBatch`` of ``count`` lines given as LZ4 ``blocks`` (raw block
+    format, no size header; each the compression of whole lines joined by newlines, without a
+    final newline) of decompressed ``sizes``, with ``times_ns`` (one per line) if given. The
+    blocks are not looked into: one copy of their bytes (a single join)."""
+    if len(blocks) != len(sizes):
+        raise ValueError(f"encode_lz4_batch: {len(blocks)} blocks, {len(sizes)} sizes")
+    if not blocks:
+        return b""
+    # in field order, as protobuf serializes it
+    parts: list[bytes | memoryview] = [(_COUNT_TAG + _varint(count) if count else b"") + times_field(times_ns)]
+    for block in blocks:
+        parts.append(_LZ4_TAG + _varint(len(block)))
+        parts.append(block)
+    packed = b"".join(map(_varint, sizes))
+    parts.append(_LZ4_SIZES_TAG + _varint(len(packed)) + packed)
+    return b"".join(parts)
+
+
+def _inflate(data: bytes, blocks: list[tuple[int, int]], sizes: list[int], native: bool = True) -> bytes:
+    """The LZ4 blocks ``data[start:stop]`` of ``blocks``, each decompressed and followed by
+    a newline (``lz4native.inflate`` where it loads, else ``lz4.block``: the same bytes)."""
+    if len(sizes) != len(blocks):
+        raise WireError(f"FlowBatch: {len(blocks)} LZ4 blocks but {len(sizes)} sizes")
+    if sum(sizes) + len(sizes) > MAX_LZ4_BATCH_BYTES:
+        raise WireError(f"FlowBatch: LZ4 blocks of more than {MAX_LZ4_BATCH_BYTES} bytes")
+    if 0 in sizes:
+        raise WireError("FlowBatch: an empty LZ4 block")
+    if native:
+        try:
+            lines = inflate(data, blocks, sizes)
+        except InflateError as err:
+            raise WireError(f"FlowBatch: {err}") from None
+        if lines is not None:
+            return lines
+    out: list[bytes] = []
+    view = memoryview(data)
+    for (start, stop), size in zip(blocks, sizes, strict=True):
+        try:
+            raw = lz4.block.decompress(view[start:stop], uncompressed_size=size)
+        except lz4.block.LZ4BlockError as err:
+            raise WireError(f"FlowBatch: an LZ4 block does not decompress ({err})") from None
+        if len(raw) != size:
+            raise WireError(f"FlowBatch: an LZ4 block of {len(raw)} bytes, {size} announced")
+        out.append(raw)
+    out.append(b"")
+    view.release()
+    return b"\n".join(out)
+
+
 @dataclass(frozen=True, slots=True)
 class WireBatch:
     """A decoded FlowBatch: the serialized message ``data`` with ``json_lines`` at
     ``data[start:end]`` (not copied out), ``count`` as sent, ``times_ns`` (empty when the
-    sender did not fill it)."""
+    sender did not fill it). For a batch sent as LZ4 blocks, ``data`` is their decompressed
+    lines (each block plus a newline) and ``start, end`` span it all."""
 
     data: bytes
     start: int
@@ -161,15 +234,19 @@ def _read_varint(data: bytes | memoryview, i: int, end: int) -> tuple[int, int]:
             raise WireError("FlowBatch: varint too long")
 
 
-def decode_flow_batch(data: bytes) -> WireBatch:
+def decode_flow_batch(data: bytes, *, native: bool = True) -> WireBatch:
     """Parse a serialized FlowBatch (see the module doc). ``json_lines`` stays in ``data``
-    (the last occurrence wins, as protobuf merges a scalar field)."""
+    (the last occurrence wins, as protobuf merges a scalar field); LZ4 blocks are
+    decompressed (WireError if one does not, or to another size than announced, or if the
+    batch also has ``json_lines``); ``native=False``: without ``lz4native`` (tests)."""
     view = memoryview(data)
     end = len(data)
     i = 0
     span = (0, 0)
     count = 0
     times: list[int] = []
+    blocks: list[tuple[int, int]] = []
+    sizes: list[int] = []
     while i < end:
         key, i = _read_varint(view, i, end)
         field, wire = key >> 3, key & 7
@@ -190,11 +267,20 @@ def decode_flow_batch(data: bytes) -> WireBatch:
                 if not _LITTLE:
                     packed.byteswap()
                 times += packed.tolist()
+            elif field == 4:
+                blocks.append((i, stop))
+            elif field == 5:
+                j = i
+                while j < stop:
+                    value, j = _read_varint(view, j, stop)
+                    sizes.append(value & 0xFFFFFFFF)
             i = stop
         elif wire == 0:
             value, i = _read_varint(view, i, end)
             if field == 2:
                 count = value & 0xFFFFFFFF
+            elif field == 5:
+                sizes.append(value & 0xFFFFFFFF)
         elif wire == 1:
             if i + 8 > end:
                 raise WireError("FlowBatch: truncated fixed64")
@@ -207,5 +293,11 @@ def decode_flow_batch(data: bytes) -> WireBatch:
             i += 4
         else:
             raise WireError(f"FlowBatch: unsupported wire type {wire} (field {field})")
+    if blocks or sizes:
+        if span[1] > span[0]:
+            raise WireError("FlowBatch: both json_lines and LZ4 blocks")
+        view.release()
+        lines = _inflate(data, blocks, sizes, native)
+        return WireBatch(lines, 0, len(lines), count, times)
     view.release()
     return WireBatch(data, span[0], span[1], count, times)

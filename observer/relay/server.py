@@ -39,7 +39,7 @@ from observer import __version__
 from observer.api.convert import response_to_json_line, response_to_proto
 from observer.api.v1.hubblectl import agent_pb2
 from observer.api.v1.observer import observer_pb2, observer_pb2_grpc
-from observer.api.wire import WireError
+from observer.api.wire import FLOW_ENCODING_KEY, FLOW_ENCODING_LZ4, WireError
 from observer.errors import ConfigError
 from observer.relay.lines import LineTable, tune_malloc
 from observer.relay.merge import FirstN, LastN, MergeStats, TimeMerger, TimeParser, timed_lines
@@ -66,6 +66,10 @@ from observer.relay.status import (
 from observer.server.listen import bind
 from observer.server.query import InvalidRequest, compile_request
 from observer.server.tls import server_credentials
+
+# Asks each node for its sealed history blocks LZ4-compressed, as stored (a node that does
+# not know it sends json_lines; pool.Peer's deserializer decompresses either way).
+_NODE_METADATA: Final = ((FLOW_ENCODING_KEY, FLOW_ENCODING_LZ4),)
 
 log = logging.getLogger(__name__)
 
@@ -381,7 +385,7 @@ class FlowSession:
         if peer.supports_batched is not False:
             parse = TimeParser()
             table = self._table
-            call = peer.get_flows_batched(request)
+            call = peer.get_flows_batched(request, metadata=_NODE_METADATA)
             got = False
             try:
                 async for batch in call:

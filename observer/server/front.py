@@ -840,6 +840,15 @@ class _BatchedContext:
     async def send_initial_metadata(self, metadata: Sequence[tuple[str, str]]) -> None:
         self._conn._send_response_headers(self._sid, self._st)
 
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        """The request's metadata as grpc.aio gives it: (key, value) of each header but
+        the HTTP/2 pseudo-headers, as text (binary ``-bin`` values left as sent)."""
+        return tuple(
+            (k.decode("ascii", "replace"), v.decode("latin-1"))
+            for k, v in self._st.headers.items()
+            if not k.startswith(b":")
+        )
+
 
 def _mask_line(line: bytes, mask: tuple[str, ...]) -> bytes:
     resp = orjson.loads(line)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import orjson
@@ -21,7 +21,13 @@ from observer.api.convert import response_to_proto
 from observer.api.v1.hubblectl import agent_pb2
 from observer.api.v1.observer import observer_pb2, observer_pb2_grpc
 from observer.api.v1.relay import relay_pb2
-from observer.api.wire import encode_flow_batch, encode_line_parts
+from observer.api.wire import (
+    FLOW_ENCODING_KEY,
+    FLOW_ENCODING_LZ4,
+    encode_flow_batch,
+    encode_line_parts,
+    encode_lz4_batch,
+)
 from observer.metrics import AgentMetrics
 from observer.server.query import (
     FlowQuery,
@@ -30,10 +36,11 @@ from observer.server.query import (
     is_plain,
     iter_batches,
     iter_data_batches,
+    iter_sealed_batches,
     mask_flow,
 )
 from observer.store import FlowStore
-from observer.store.ring import Entry, EntryKind
+from observer.store.ring import Entry, EntryKind, SealedBlock
 
 SERVER_VERSION_KEY = "hubble-server-version"
 BATCH_MAX_BYTES = 512 * 1024
@@ -172,6 +179,18 @@ class ObserverServicer(_FlowSource, observer_pb2_grpc.ObserverServicer):
         )
 
 
+def wants_lz4(context: Any) -> bool:
+    """Whether the request's metadata asks for LZ4 blocks (``FLOW_ENCODING_KEY: lz4``;
+    a comma-separated list of encodings may name it among others)."""
+    metadata = context.invocation_metadata() if hasattr(context, "invocation_metadata") else None
+    for key, value in metadata or ():
+        if key == FLOW_ENCODING_KEY:
+            text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+            if FLOW_ENCODING_LZ4 in (v.strip().lower() for v in text.split(",")):
+                return True
+    return False
+
+
 def _serialize_batch(batch: bytes | agent_pb2.FlowBatch) -> bytes:
     """FlowStream's response serializer: batches are usually encoded already."""
     return batch if isinstance(batch, bytes) else batch.SerializeToString()
@@ -183,7 +202,12 @@ class FlowStreamServicer(_FlowSource):
     Yields serialized FlowBatch messages (``observer.api.wire``: one copy of the lines, whole
     sealed history blocks as they are), so register it with ``add_to_server``, not with the
     generated ``add_FlowStreamServicer_to_server`` (whose serializer expects messages). Each
-    batch carries its lines' times (``times_ns``) so a relay need not parse them."""
+    batch carries its lines' times (``times_ns``) so a relay need not parse them.
+
+    A reader that sends the request metadata ``hubblectl-flow-encoding: lz4`` (``wants_lz4``)
+    gets, for a plain query (``is_plain``), the store's whole sealed blocks as they are stored,
+    LZ4-compressed (``json_lines_lz4``, several per message), and the other lines as usual;
+    the same lines, in the same order, with the same times."""
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         handlers = {
@@ -200,6 +224,17 @@ class FlowStreamServicer(_FlowSource):
         self, request: observer_pb2.GetFlowsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[bytes | agent_pb2.FlowBatch]:
         query = await self._query(request, context)
+        if is_plain(query) and wants_lz4(context):
+            async for run, run_count, run_times in iter_sealed_batches(
+                self._store, query, self._node.name, self._now_ns, metrics=self._metrics
+            ):
+                if run and isinstance(run[0], SealedBlock):
+                    blocks = [p for p in run if isinstance(p, SealedBlock)]
+                    sizes = [b.size for b in blocks]
+                    yield encode_lz4_batch([b.lz4 for b in blocks], sizes, run_count, run_times)
+                else:
+                    yield encode_line_parts(cast("list[bytes]", run), run_count, run_times)
+            return
         if is_plain(query):
             async for chunk, count, chunk_times in iter_data_batches(
                 self._store, query, self._node.name, self._now_ns, metrics=self._metrics

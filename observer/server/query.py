@@ -21,9 +21,10 @@ from observer.filters import compile_filters
 from observer.metrics import AgentMetrics
 from observer.parser.lost import lost_events_response
 from observer.store import FlowStore
-from observer.store.ring import Entry, EntryKind
+from observer.store.ring import BLOCK, Entry, EntryKind, SealedBlock
 
 LOST_SOURCE_HUBBLE_RING: Final = "HUBBLE_RING_BUFFER"
+LZ4_BATCH_BYTES: Final = 768 * 1024  # compressed bytes per LZ4 FlowBatch, about
 
 
 _FLOW: Final = int(EntryKind.FLOW)  # a plain int: enum member access is slow per entry
@@ -227,6 +228,108 @@ async def iter_data_batches(
             times = [wall, *times]
         if count:
             yield parts, count, times
+        else:
+            await follower.wait()
+
+
+DataRun = tuple[list[bytes], int, list[int]]
+BlockRun = tuple[list[SealedBlock], int, list[int]]
+
+
+def _runs(parts: list[bytes | SealedBlock], times: list[int]) -> list[DataRun | BlockRun]:
+    """``parts`` (``FlowStore.sealed_parts``) and their lines' ``times`` cut into runs of
+    one kind: entries (one line each) or sealed blocks (``BLOCK`` lines each), in order,
+    each with its line count and times."""
+    out: list[DataRun | BlockRun] = []
+    k = 0
+    i, n = 0, len(parts)
+    while i < n:
+        j = i
+        if isinstance(parts[i], SealedBlock):
+            while j < n and isinstance(parts[j], SealedBlock):
+                j += 1
+            count = (j - i) * BLOCK
+            out.append((parts[i:j], count, times[k : k + count]))  # type: ignore[arg-type]  # all SealedBlock
+        else:
+            while j < n and not isinstance(parts[j], SealedBlock):
+                j += 1
+            count = j - i
+            out.append((parts[i:j], count, times[k : k + count]))  # type: ignore[arg-type]  # all bytes
+        k += count
+        i = j
+    return out
+
+
+async def iter_sealed_batches(
+    store: FlowStore,
+    query: FlowQuery,
+    node_name: str,
+    now_ns: Callable[[], int],
+    batch_size: int = 4096,
+    max_lz4_bytes: int = LZ4_BATCH_BYTES,
+    metrics: AgentMetrics | None = None,
+) -> AsyncIterator[DataRun | BlockRun]:
+    """``iter_data_batches`` for a reader that takes LZ4 blocks: the same lines, in the
+    same order with the same times, but whole sealed blocks come as they are stored
+    (``SealedBlock``: not decompressed), consecutive ones gathered up to about
+    ``max_lz4_bytes`` compressed, and everything else as ``iter_data_batches`` gives it. Each
+    item holds entries only or blocks only: (parts, lines, times)."""
+    end = store.next_seq
+    if query.follow and not query.number:
+        start = end
+    elif query.first:
+        start = store.oldest_seq
+        end = store.first_n_end(query.number) if query.number else end
+    else:
+        start = store.last_n_start(query.number) if query.number else store.oldest_seq
+    step = max(BLOCK, batch_size - batch_size % BLOCK)
+    pending: list[SealedBlock] = []
+    pending_times: list[int] = []
+    pending_bytes = 0
+    lo = start
+    while lo < end:
+        hi = min(end, (lo // step + 1) * step)  # steps on block boundaries: blocks stay whole
+        parts, _ = store.sealed_parts(lo, hi)
+        times = store.time_range(lo, hi)
+        lo = hi
+        for run in _runs(parts, times):
+            chunk, count, run_times = run
+            if chunk and isinstance(chunk[0], SealedBlock):
+                for block in chunk:
+                    if isinstance(block, SealedBlock):  # all are
+                        pending.append(block)
+                        pending_bytes += len(block.lz4)
+                pending_times += run_times
+                if pending_bytes >= max_lz4_bytes:
+                    yield pending, len(pending_times), pending_times
+                    pending, pending_times, pending_bytes = [], [], 0
+                continue
+            if pending:
+                yield pending, len(pending_times), pending_times
+                pending, pending_times, pending_bytes = [], [], 0
+            yield run
+    if pending:
+        yield pending, len(pending_times), pending_times
+    if not query.follow:
+        return
+    follower = store.follower(end)
+    while True:
+        lost, lo, hi = follower.poll_span(batch_size)
+        times = store.time_range(lo, hi)
+        parts, count = store.sealed_parts(lo, hi)
+        if lost:
+            if metrics is not None:
+                metrics.lost["hubble_ring_buffer"] += lost
+            wall = now_ns()
+            line = orjson.dumps(
+                lost_events_response(LOST_SOURCE_HUBBLE_RING, lost, node_name=node_name, wall_ns=wall)
+            )
+            parts.insert(0, line)
+            count += 1
+            times = [wall, *times]
+        if count:
+            for run in _runs(parts, times):
+                yield run
         else:
             await follower.wait()
 

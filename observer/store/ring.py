@@ -85,6 +85,17 @@ class Entry(NamedTuple):
 
 EntryPredicate = Callable[[Entry], bool]
 
+_SIZE_HEADER: Final = 4  # lz4.block.compress's default store_size: the size, 4 bytes little-endian
+
+
+class SealedBlock(NamedTuple):
+    """A whole sealed block as stored (``FlowStore.sealed_parts``): ``lz4`` is the LZ4 block
+    (raw block format, no size header) of its ``BLOCK`` lines joined by newlines (no final
+    newline), ``size`` the size of that decompressed."""
+
+    lz4: memoryview
+    size: int
+
 
 def validate_capacity(capacity: object) -> int:
     """``capacity`` if it is 2^n - 1 with 1 <= n <= 20, else ConfigError.
@@ -374,6 +385,31 @@ class FlowStore:
                 parts += self._block_lines(index)[offset : offset + n]
             seq += n
         return parts, end - start
+
+    def sealed_parts(self, start: int, end: int) -> tuple[list[bytes | SealedBlock], int]:
+        """``line_parts`` with each whole sealed block of ``[start, end)`` left compressed,
+        as stored (a ``SealedBlock``: nothing is decompressed or copied); partial and mixed
+        blocks and unsealed entries are parts as ``line_parts`` gives them."""
+        start = max(start, self.oldest_seq)
+        end = min(end, self._next)
+        blocks = self._blocks
+        if blocks is None or start >= end:
+            parts, count = self.line_parts(start, end)
+            return list(parts), count
+        out: list[bytes | SealedBlock] = []
+        seq = start
+        while seq < end:
+            slot = seq & self._mask
+            index = slot >> BLOCK_SHIFT
+            src = blocks[index]
+            n = min(end - seq, BLOCK - (slot & _BLOCK_MASK))
+            if n == BLOCK and src is not None and index not in self._mixed:
+                size = int.from_bytes(src[:_SIZE_HEADER], "little")
+                out.append(SealedBlock(memoryview(src)[_SIZE_HEADER:], size))
+            else:
+                out += self.line_parts(seq, seq + n)[0]
+            seq += n
+        return out, end - start
 
     def _count_rate_slow(self, time_ns: int) -> None:
         sec = time_ns // NS_PER_S

@@ -158,6 +158,41 @@ class _NoTimes(FlowStreamServicer):
             yield message
 
 
+class _NoMetadata:
+    """A servicer context that hides the request's metadata (as an agent that reads none)."""
+
+    def __init__(self, context: Any) -> None:
+        self._context = context
+
+    async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
+        await self._context.abort(code, details)
+
+    async def send_initial_metadata(self, metadata: Any) -> None:
+        await self._context.send_initial_metadata(metadata)
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ()
+
+
+class _CountingStream(FlowStreamServicer):
+    """The agent's batched stream, counting the messages it sends with LZ4 blocks; with
+    ``lz4=False`` it never sends them (an agent older than json_lines_lz4)."""
+
+    def __init__(self, node: FakeNode) -> None:
+        super().__init__(node.store, node.info)
+        self._fake = node
+
+    async def GetFlowsBatched(self, request: Any, context: Any) -> Any:
+        node = self._fake
+        ctx: Any = context if node.lz4 else _NoMetadata(context)
+        async for batch in super().GetFlowsBatched(request, ctx):
+            node.messages += 1
+            message = agent_pb2.FlowBatch.FromString(batch) if isinstance(batch, bytes) else batch
+            if message.json_lines_lz4:
+                node.lz4_messages += 1
+            yield batch
+
+
 async def _malformed_batches(request: Any, context: Any) -> Any:
     """A batched stream whose one message is not a FlowBatch (wire type 3, a group)."""
     yield b"\x0b"
@@ -195,6 +230,7 @@ class FakeNode:
         malformed: bool = False,
         status_fails: bool = False,
         credentials: grpc.ServerCredentials | None = None,
+        lz4: bool = True,
     ) -> None:
         self.name = name
         self.cluster = cluster
@@ -205,6 +241,9 @@ class FakeNode:
         self.malformed = malformed
         self.status_fails = status_fails
         self.credentials = credentials
+        self.lz4 = lz4  # False: the batched stream ignores a request for LZ4 blocks
+        self.messages = 0  # batched-stream messages sent
+        self.lz4_messages = 0  # ... of which carried LZ4 blocks
         self.port = 0
         self.server: grpc.aio.Server | None = None
         self.info = NodeInfo(name=self.absolute_name, address="")
@@ -231,8 +270,10 @@ class FakeNode:
         if self.malformed:
             _add_malformed_flow_stream(server)
         elif self.batched:
-            stream_cls = FlowStreamServicer if self.times else _NoTimes
-            stream_cls(self.store, self.info).add_to_server(server)
+            if self.times:
+                _CountingStream(self).add_to_server(server)
+            else:
+                _NoTimes(self.store, self.info).add_to_server(server)
         h = health_async.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(h, server)
         target = f"127.0.0.1:{self.port}"

@@ -369,6 +369,8 @@ FIELDS = [
     ("peer.TLS", "server_name", 1, "string", None),
     ("hubblectl.v1.FlowBatch", "json_lines", 1, "bytes", None),
     ("hubblectl.v1.FlowBatch", "count", 2, "uint32", None),
+    ("hubblectl.v1.FlowBatch", "json_lines_lz4", 4, "repeated bytes", None),
+    ("hubblectl.v1.FlowBatch", "json_lines_lz4_sizes", 5, "repeated uint32", None),
     ("hubblectl.v1.CreateEndpointRequest", "labels", 3, "repeated string", None),
     ("hubblectl.v1.Endpoint", "interface_name", 9, "string", None),
     ("hubblectl.v1.Endpoint", "created", 15, "google.protobuf.Timestamp", None),

@@ -75,7 +75,7 @@ def test_decode_accepts_any_field_order_unpacked_times_and_unknown_fields() -> N
         b"\x10" + varint(2)  # count first
         + b"\x19" + (10).to_bytes(8, "little", signed=True)  # times_ns unpacked (wire type 1)
         + b"\x19" + (-3).to_bytes(8, "little", signed=True)
-        + b"\x2a" + varint(3) + b"\n\nx"  # unknown field 5, length-delimited, with newlines
+        + b"\x3a" + varint(3) + b"\n\nx"  # unknown field 7, length-delimited, with newlines
         + b"\x0a" + varint(len(lines)) + lines  # json_lines after the others
         + b"\x30" + varint(300)  # unknown varint field 6
     )

@@ -274,11 +274,15 @@ class TracePolicyResponse(_message.Message):
     def __init__(self, verdict: _Optional[str] = ..., allowed: _Optional[bool] = ..., audited: _Optional[bool] = ..., match_type: _Optional[int] = ..., match_type_text: _Optional[str] = ..., decided_by: _Optional[str] = ..., policy_kind: _Optional[str] = ..., policy_namespace: _Optional[str] = ..., policy_name: _Optional[str] = ..., source: _Optional[str] = ..., destination: _Optional[str] = ..., source_identity: _Optional[int] = ..., destination_identity: _Optional[int] = ..., egress: _Optional[_Union[TraceDirection, _Mapping]] = ..., ingress: _Optional[_Union[TraceDirection, _Mapping]] = ..., explanation: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FlowBatch(_message.Message):
-    __slots__ = ("json_lines", "count", "times_ns")
+    __slots__ = ("json_lines", "count", "times_ns", "json_lines_lz4", "json_lines_lz4_sizes")
     JSON_LINES_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     TIMES_NS_FIELD_NUMBER: _ClassVar[int]
+    JSON_LINES_LZ4_FIELD_NUMBER: _ClassVar[int]
+    JSON_LINES_LZ4_SIZES_FIELD_NUMBER: _ClassVar[int]
     json_lines: bytes
     count: int
     times_ns: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, json_lines: _Optional[bytes] = ..., count: _Optional[int] = ..., times_ns: _Optional[_Iterable[int]] = ...) -> None: ...
+    json_lines_lz4: _containers.RepeatedScalarFieldContainer[bytes]
+    json_lines_lz4_sizes: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, json_lines: _Optional[bytes] = ..., count: _Optional[int] = ..., times_ns: _Optional[_Iterable[int]] = ..., json_lines_lz4: _Optional[_Iterable[bytes]] = ..., json_lines_lz4_sizes: _Optional[_Iterable[int]] = ...) -> None: ...

@@ -108,7 +108,7 @@ def _relay_main(addresses: list[str], sort_len: int, debug: bool, conn: Connecti
     logging.getLogger("grpc").setLevel(logging.WARNING)
     logging.getLogger("asyncio").setLevel(logging.WARNING)
 
-    from observer.relay.lines import tune_malloc
+    from observer.malloc import tune_malloc
     from observer.relay.pool import PeerSpec
     from observer.relay.server import Relay, RelayConfig
 
@@ -153,7 +153,9 @@ def _read(address: str, stream: str, number: int = 0) -> tuple[list[bytes], floa
         # FlowBatch on the wire and slices json_lines out once (a generated stub would copy
         # them into a message first); the clock includes its connect and health check
         from hubblectl.client import connect
+        from observer.malloc import tune_malloc
 
+        tune_malloc()  # as `hubblectl observe` does
         with connect(address) as client:
             for json_lines in client.get_flows({"number": number} if number else {}):
                 if not first:

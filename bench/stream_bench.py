@@ -63,6 +63,7 @@ sys.path.insert(0, str(REPO))
 
 from observer.api.v1.observer import observer_pb2, observer_pb2_grpc  # noqa: E402
 from observer.api.wire import decode_flow_batch  # noqa: E402
+from observer.malloc import tune_malloc  # noqa: E402
 from observer.parser.timestamps import format_timestamp  # noqa: E402
 from observer.server.front import FrontDoor  # noqa: E402
 from observer.server.observer import FlowStreamServicer, NodeInfo, ObserverServicer  # noqa: E402
@@ -137,6 +138,7 @@ def calibrate() -> float:
 async def client_main(args: argparse.Namespace) -> dict[str, Any]:
     """Open ``followers`` calls, print READY once all have headers, read until each has
     ``expect`` flows (received or reported lost), print the counts and timings as JSON."""
+    tune_malloc()  # as `hubblectl observe` does
     req = observer_pb2.GetFlowsRequest(follow=args.mode == "follow", number=args.number)
     channels = [grpc.aio.insecure_channel(args.target) for _ in range(args.followers)]
     calls: list[Any] = []
@@ -203,7 +205,12 @@ def raw_client_main(args: argparse.Namespace) -> dict[str, Any]:
     import struct
 
     def frame(typ: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
-        return struct.pack(">I", len(payload))[1:] + bytes([typ, flags]) + struct.pack(">I", sid) + payload
+        return (
+            struct.pack(">I", len(payload))[1:]
+            + bytes([typ, flags])
+            + struct.pack(">I", sid)
+            + payload
+        )
 
     def lit(name: bytes, value: bytes) -> bytes:  # HPACK literal, not indexed, no huffman
         return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
@@ -280,12 +287,21 @@ def raw_client_main(args: argparse.Namespace) -> dict[str, Any]:
                 sock.sendall(frame(6, 1, 0, payload))
         del buf[:pos]
         if unacked >= window // 2:
-            sock.sendall(frame(8, 0, 0, struct.pack(">I", unacked)) + frame(8, 0, 1, struct.pack(">I", unacked)))
+            sock.sendall(
+                frame(8, 0, 0, struct.pack(">I", unacked))
+                + frame(8, 0, 1, struct.pack(">I", unacked))
+            )
             unacked = 0
     end = time.perf_counter()
     sock.close()
     result = {"flows": flows, "lost": lost, "messages": messages, "first": first, "last": last}
-    return {"start": start, "end": end, "seconds": end - start, "followers": [result], "cpu_s": time.process_time()}
+    return {
+        "start": start,
+        "end": end,
+        "seconds": end - start,
+        "followers": [result],
+        "cpu_s": time.process_time(),
+    }
 
 
 # --- server -----------------------------------------------------------------------------------

@@ -648,7 +648,12 @@ def _request_time(value: object) -> Timestamp | None:
 
 def _observe_server(params: Mapping[str, Any], request: Mapping[str, Any], printer: Any) -> None:
     from hubblectl.client import connect
+    from observer.malloc import tune_malloc
 
+    # batches of several MiB arrive one after another: reuse heap memory for them instead of
+    # fresh mappings the kernel must zero (observer/malloc.py; the batched reader's rate
+    # went from 444-549k to 588-619k flows/s in one sitting)
+    tune_malloc()
     dial_timeout, request_timeout = timeouts(dict(params))
     client = connect(
         str(params.get("server")),

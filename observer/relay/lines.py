@@ -93,30 +93,6 @@ def load_functions() -> _Functions | None:
     return None if lib is None else bind(lib)
 
 
-_M_TRIM_THRESHOLD: Final = -1  # glibc's mallopt parameters (malloc.h)
-_M_MMAP_THRESHOLD: Final = -3
-MALLOC_MMAP_THRESHOLD: Final = 16 << 20
-MALLOC_TRIM_THRESHOLD: Final = 64 << 20
-
-
-def tune_malloc() -> bool:
-    """For the relay's process (``Relay.run``): have glibc serve allocations up to 16 MiB
-    from its heap and keep up to 64 MiB free at the heap's top, instead of a fresh mapping
-    for every multi-megabyte message (a node's batch, an outgoing FlowBatch, gRPC's buffers)
-    that the kernel must fault in and zero page by page, then unmap: ~7% of the relay's CPU
-    in bench/relay_bench.py. Process-wide, so left to the program's entry point. False (and
-    nothing changed) where there is no glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.restype, mallopt.argtypes = ctypes.c_int, (ctypes.c_int, ctypes.c_int)
-    return bool(mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD)
-    )
-
-
 def _varint_len(value: int) -> int:
     n = 1
     while value > 0x7F:

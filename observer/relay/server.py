@@ -41,7 +41,8 @@ from observer.api.v1.hubblectl import agent_pb2
 from observer.api.v1.observer import observer_pb2, observer_pb2_grpc
 from observer.api.wire import FLOW_ENCODING_KEY, FLOW_ENCODING_LZ4, WireError
 from observer.errors import ConfigError
-from observer.relay.lines import LineTable, tune_malloc
+from observer.malloc import tune_malloc
+from observer.relay.lines import LineTable
 from observer.relay.merge import FirstN, LastN, MergeStats, TimeMerger, TimeParser, timed_lines
 from observer.relay.pool import (
     Backoff,

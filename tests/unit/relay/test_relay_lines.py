@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from observer.api.v1.hubblectl import agent_pb2
 from observer.api.wire import WireBatch, decode_flow_batch, encode_flow_batch, encode_flow_batches
-from observer.relay.lines import LineTable, LineTableError, load_functions, tune_malloc
+from observer.malloc import tune_malloc
+from observer.relay.lines import LineTable, LineTableError, load_functions
 
 NATIVE = load_functions() is not None
 needs_native = pytest.mark.skipif(not NATIVE, reason="native/build/libhbflow.so not built (make -C native)")

@@ -1,9 +1,9 @@
 """CLI output rates: `hubblectl observe --last N -o json > /dev/null`, and compact output,
 against a server holding N flows, over the batched stream and Hubble's standard stream.
 
-Method: this process serves the agent's real ObserverServicer/FlowStreamServicer over a
-FlowStore filled with N realistic flows (bench/stream_bench.py's fixture-derived flows) on a
-unix socket; the CLI runs as a child process exactly as a user runs it, stdout to /dev/null;
+Method: this process serves the agent's real ObserverServicer/FlowStreamServicer, behind the
+agent's HTTP/2 front door as the agent serves them, over a FlowStore filled with N realistic
+flows (bench/stream_bench.py's fixture-derived flows) on a unix socket; the CLI runs as a child process exactly as a user runs it, stdout to /dev/null;
 wall time from exec to exit (so CLI start-up, ~0.3-0.5 s here, is included: the rate is what
 a user gets for N flows). HUBBLECTL_STANDARD_STREAM=1 makes the client use Hubble's per-flow
 GetFlows stream, as it must against a stock Hubble server. ``compact-python`` is compact
@@ -35,6 +35,7 @@ import grpc  # noqa: E402
 
 from bench.stream_bench import Bench  # noqa: E402
 from observer.api.v1.observer import observer_pb2_grpc  # noqa: E402
+from observer.server.front import FrontDoor  # noqa: E402
 from observer.server.observer import FlowStreamServicer, NodeInfo, ObserverServicer  # noqa: E402
 
 CASES = (
@@ -82,8 +83,12 @@ async def _main(n: int, runs: int, cases: tuple[tuple[str, str], ...] = CASES) -
             ObserverServicer(bench.store, node), server
         )
         FlowStreamServicer(bench.store, node).add_to_server(server)
-        server.add_insecure_port(bench.target)
+        # as the agent serves: grpc.aio on an internal socket behind the HTTP/2 front door
+        # (observer/server/front.py), which serves both flow streams itself
+        server.add_insecure_port(bench.direct)
         await server.start()
+        front = FrontDoor(bench.store, node.name)
+        await front.listen_unix(bench.sock, str(bench.internal))
         try:
             startup_runs = [
                 await _time_cli(bench.target, 1, "json", "batched") for _ in range(runs)
@@ -116,6 +121,7 @@ async def _main(n: int, runs: int, cases: tuple[tuple[str, str], ...] = CASES) -
                     )
             return out
         finally:
+            await front.stop(grace=None)
             await server.stop(grace=None)
 
 

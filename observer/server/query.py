@@ -89,7 +89,9 @@ def compile_request(req: Any) -> FlowQuery:
         from observer.api.v1.flow import flow_pb2
 
         if not req.field_mask.IsValidForDescriptor(flow_pb2.Flow.DESCRIPTOR):
-            raise InvalidRequest(f"field_mask: invalid paths {list(req.field_mask.paths)} for flow.Flow")
+            raise InvalidRequest(
+                f"field_mask: invalid paths {list(req.field_mask.paths)} for flow.Flow"
+            )
         mask = tuple(req.field_mask.paths)
     return FlowQuery(
         number=int(req.number),
@@ -183,6 +185,50 @@ def is_plain(query: FlowQuery) -> bool:
     )
 
 
+def _plain_span(store: FlowStore, query: FlowQuery) -> tuple[int, int]:
+    """The sequence numbers ``[start, end)`` a plain query reads from history."""
+    end = store.next_seq
+    if query.follow and not query.number:
+        return end, end
+    if query.first:
+        return store.oldest_seq, store.first_n_end(query.number) if query.number else end
+    return store.last_n_start(query.number) if query.number else store.oldest_seq, end
+
+
+async def _follow_parts(
+    store: FlowStore,
+    start: int,
+    parts_of: Callable[[int, int], tuple[list[Any], int]],
+    node_name: str,
+    now_ns: Callable[[], int],
+    batch_size: int,
+    metrics: AgentMetrics | None,
+) -> AsyncIterator[tuple[list[Any], int, list[int]]]:
+    """Follow the store from ``start``: (parts, lines, times) as ``parts_of(lo, hi)`` gives
+    the stored entries, a HUBBLE_RING_BUFFER LostEvent line first when the writer lapped us."""
+    follower = store.follower(start)
+    while True:
+        lost, lo, hi = follower.poll_span(batch_size)
+        times = store.time_range(lo, hi)
+        parts, count = parts_of(lo, hi)
+        if lost:
+            if metrics is not None:
+                metrics.lost["hubble_ring_buffer"] += lost
+            wall = now_ns()
+            line = orjson.dumps(
+                lost_events_response(
+                    LOST_SOURCE_HUBBLE_RING, lost, node_name=node_name, wall_ns=wall
+                )
+            )
+            parts.insert(0, line)
+            count += 1
+            times = [wall, *times]
+        if count:
+            yield parts, count, times
+        else:
+            await follower.wait()
+
+
 async def iter_data_batches(
     store: FlowStore,
     query: FlowQuery,
@@ -196,14 +242,7 @@ async def iter_data_batches(
     how many lines, and their times (ns, one per line); no per-entry objects. Same
     semantics: last/first N flows (LOST entries in the span are sent and not counted), then
     follow."""
-    end = store.next_seq
-    if query.follow and not query.number:
-        start = end
-    elif query.first:
-        start = store.oldest_seq
-        end = store.first_n_end(query.number) if query.number else end
-    else:
-        start = store.last_n_start(query.number) if query.number else store.oldest_seq
+    start, end = _plain_span(store, query)
     for lo in range(start, end, batch_size):
         hi = min(end, lo + batch_size)
         times = store.time_range(lo, hi)
@@ -211,25 +250,10 @@ async def iter_data_batches(
         yield parts, count, times
     if not query.follow:
         return
-    follower = store.follower(end)
-    while True:
-        lost, lo, hi = follower.poll_span(batch_size)
-        times = store.time_range(lo, hi)
-        parts, count = store.line_parts(lo, hi)
-        if lost:
-            if metrics is not None:
-                metrics.lost["hubble_ring_buffer"] += lost
-            wall = now_ns()
-            line = orjson.dumps(
-                lost_events_response(LOST_SOURCE_HUBBLE_RING, lost, node_name=node_name, wall_ns=wall)
-            )
-            parts.insert(0, line)
-            count += 1
-            times = [wall, *times]
-        if count:
-            yield parts, count, times
-        else:
-            await follower.wait()
+    async for batch in _follow_parts(
+        store, end, store.line_parts, node_name, now_ns, batch_size, metrics
+    ):
+        yield batch
 
 
 DataRun = tuple[list[bytes], int, list[int]]
@@ -274,14 +298,7 @@ async def iter_sealed_batches(
     (``SealedBlock``: not decompressed), consecutive ones gathered up to about
     ``max_lz4_bytes`` compressed, and everything else as ``iter_data_batches`` gives it. Each
     item holds entries only or blocks only: (parts, lines, times)."""
-    end = store.next_seq
-    if query.follow and not query.number:
-        start = end
-    elif query.first:
-        start = store.oldest_seq
-        end = store.first_n_end(query.number) if query.number else end
-    else:
-        start = store.last_n_start(query.number) if query.number else store.oldest_seq
+    start, end = _plain_span(store, query)
     step = max(BLOCK, batch_size - batch_size % BLOCK)
     pending: list[SealedBlock] = []
     pending_times: list[int] = []
@@ -293,7 +310,7 @@ async def iter_sealed_batches(
         times = store.time_range(lo, hi)
         lo = hi
         for run in _runs(parts, times):
-            chunk, count, run_times = run
+            chunk, _, run_times = run
             if chunk and isinstance(chunk[0], SealedBlock):
                 for block in chunk:
                     if isinstance(block, SealedBlock):  # all are
@@ -312,26 +329,11 @@ async def iter_sealed_batches(
         yield pending, len(pending_times), pending_times
     if not query.follow:
         return
-    follower = store.follower(end)
-    while True:
-        lost, lo, hi = follower.poll_span(batch_size)
-        times = store.time_range(lo, hi)
-        parts, count = store.sealed_parts(lo, hi)
-        if lost:
-            if metrics is not None:
-                metrics.lost["hubble_ring_buffer"] += lost
-            wall = now_ns()
-            line = orjson.dumps(
-                lost_events_response(LOST_SOURCE_HUBBLE_RING, lost, node_name=node_name, wall_ns=wall)
-            )
-            parts.insert(0, line)
-            count += 1
-            times = [wall, *times]
-        if count:
-            for run in _runs(parts, times):
-                yield run
-        else:
-            await follower.wait()
+    async for parts, _count, times in _follow_parts(
+        store, end, store.sealed_parts, node_name, now_ns, batch_size, metrics
+    ):
+        for run in _runs(parts, times):
+            yield run
 
 
 def mask_flow(flow: Mapping[str, Any], paths: tuple[str, ...]) -> dict[str, Any]:

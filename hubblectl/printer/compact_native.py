@@ -67,15 +67,11 @@ class Functions:
 def bind(lib: object) -> Functions | None:
     """The entry points of a loaded library (a ``ctypes.CDLL`` or ``observer.native._lib``'s
     ``Library``), or None if it lacks them or their version differs."""
-    cdll = lib if isinstance(lib, ctypes.CDLL) else None
+    from observer.native._lib import open_cdll
+
+    cdll = open_cdll(lib)
     if cdll is None:
-        path = getattr(lib, "path", None)
-        if path is None:
-            return None
-        try:
-            cdll = ctypes.CDLL(str(path))
-        except OSError:
-            return None
+        return None
     try:
         version = cdll.hb_compact_version
         new, free = cdll.hb_compact_new, cdll.hb_compact_free

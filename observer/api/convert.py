@@ -81,7 +81,7 @@ _INT64_TYPES: Final = frozenset(
         FieldDescriptor.TYPE_SFIXED64,
     }
 )
-_WRAPPERS: Final = frozenset(
+WRAPPER_TYPES: Final = frozenset(
     {
         "google.protobuf.BoolValue",
         "google.protobuf.Int32Value",
@@ -94,7 +94,7 @@ _WRAPPERS: Final = frozenset(
         "google.protobuf.FloatValue",
     }
 )
-_TIMESTAMP: Final = "google.protobuf.Timestamp"
+TIMESTAMP_TYPE: Final = "google.protobuf.Timestamp"
 # Other well-known types with a special JSON form; whole-value json_format both ways.
 _SPECIAL_WKT: Final = frozenset(
     {
@@ -462,11 +462,11 @@ class _Planner:
         if mt.GetOptions().map_entry:  # the plan's json_format_out covers the output
             return (None, None, None), None
         name = mt.full_name
-        if name == _TIMESTAMP:
+        if name == TIMESTAMP_TYPE:
             if rep:
                 return (list, _timestamp_list, None), _list_out(_format_timestamp)
             return (str, _timestamp, None), _format_timestamp
-        if name in _WRAPPERS:
+        if name in WRAPPER_TYPES:
             expected, inner_in, inner_out, slow = self.scalar(mt.fields_by_name["value"])
             if expected is None or slow:  # bytes, 32-bit float: json_format's JSON form
                 return (None, None, None), _list_out(_wkt_out) if rep else _wkt_out

@@ -124,6 +124,21 @@ class Library:
             raise NativeError(f"{path}: struct hb_drain size differs from the binding's")
 
 
+def open_cdll(lib: object) -> ctypes.CDLL | None:
+    """A ``ctypes.CDLL`` for a loaded library: ``lib`` itself, or the file a ``Library``
+    was loaded from, opened again for a part that binds its own symbols (None if it cannot
+    be opened)."""
+    if isinstance(lib, ctypes.CDLL):
+        return lib
+    path = getattr(lib, "path", None)
+    if path is None:
+        return None
+    try:
+        return ctypes.CDLL(str(path))
+    except OSError:
+        return None
+
+
 def library_path() -> Path:
     """Where ``load()`` looks: ``$HUBBLECTL_NATIVE_LIB`` if set, else the source-tree build."""
     env = os.environ.get(LIB_ENV)

@@ -30,6 +30,7 @@ from typing import Final
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
+from observer.api.convert import TIMESTAMP_TYPE, WRAPPER_TYPES
 from observer.api.v1.observer import observer_pb2
 from observer.native import _lib
 
@@ -94,20 +95,6 @@ _SCALAR_KINDS: Final = {
     FieldDescriptor.TYPE_STRING: K_STRING,
     # TYPE_FLOAT, TYPE_BYTES: K_NONE (convert's fast path leaves them to ParseDict too)
 }
-_WRAPPERS: Final = frozenset(
-    {
-        "google.protobuf.BoolValue",
-        "google.protobuf.Int32Value",
-        "google.protobuf.UInt32Value",
-        "google.protobuf.Int64Value",
-        "google.protobuf.UInt64Value",
-        "google.protobuf.StringValue",
-        "google.protobuf.BytesValue",
-        "google.protobuf.DoubleValue",
-        "google.protobuf.FloatValue",
-    }
-)
-_TIMESTAMP: Final = "google.protobuf.Timestamp"
 
 # the first output buffer: bytes of input times this plus _OUT_PER_LINE per line (grown when
 # a frame does not fit: negative int32s take 10 bytes for a 2-byte "-1")
@@ -188,9 +175,9 @@ class _Builder:
             return _SCALAR_KINDS.get(fd.type, K_NONE), 0
         if fd.type != FieldDescriptor.TYPE_MESSAGE or mt.GetOptions().map_entry:
             return K_NONE, 0  # groups, maps
-        if mt.full_name == _TIMESTAMP:
+        if mt.full_name == TIMESTAMP_TYPE:
             return K_TIMESTAMP, 0
-        if mt.full_name in _WRAPPERS:
+        if mt.full_name in WRAPPER_TYPES:
             inner = _SCALAR_KINDS.get(mt.fields_by_name["value"].type, K_NONE)
             return (K_WRAPPER, inner) if inner != K_NONE else (K_NONE, 0)
         if mt.full_name.startswith("google.protobuf."):

@@ -52,15 +52,11 @@ def bind(lib: object) -> _Functions | None:
     """The ``hb_wire_*`` entry points of a loaded library (a ``ctypes.CDLL`` or
     ``observer.native._lib``'s ``Library``), or None if it lacks them or their version
     differs, or CPython's ``PyBytes_FromStringAndSize`` is not reachable."""
-    cdll = lib if isinstance(lib, ctypes.CDLL) else None
+    from observer.native._lib import open_cdll
+
+    cdll = open_cdll(lib)
     if cdll is None:
-        path = getattr(lib, "path", None)
-        if path is None:
-            return None
-        try:
-            cdll = ctypes.CDLL(str(path))
-        except OSError:
-            return None
+        return None
     try:
         version = cdll.hb_wire_version
         offsets, plan, fill = cdll.hb_wire_offsets, cdll.hb_wire_plan, cdll.hb_wire_fill

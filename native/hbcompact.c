@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hbutf8.h"
+
 #define API __attribute__((visibility("default")))
 
 #define HB_COMPACT_VERSION 3u
@@ -79,34 +81,8 @@ static inline int hexval(uint8_t c)
 // One UTF-8 sequence starting at p (first byte >= 0x80); returns its end or NULL.
 static const uint8_t *utf8_seq(const uint8_t *p, const uint8_t *e)
 {
-	uint8_t c = p[0];
-	int n;
-	uint8_t lo = 0x80, hi = 0xBF;
-	if (c >= 0xC2 && c <= 0xDF) {
-		n = 1;
-	} else if (c >= 0xE0 && c <= 0xEF) {
-		n = 2;
-		if (c == 0xE0)
-			lo = 0xA0;
-		else if (c == 0xED)
-			hi = 0x9F; // no surrogates
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		n = 3;
-		if (c == 0xF0)
-			lo = 0x90;
-		else if (c == 0xF4)
-			hi = 0x8F;
-	} else {
-		return NULL;
-	}
-	if (e - p <= n)
-		return NULL;
-	if (p[1] < lo || p[1] > hi)
-		return NULL;
-	for (int i = 2; i <= n; i++)
-		if (p[i] < 0x80 || p[i] > 0xBF)
-			return NULL;
-	return p + 1 + n;
+	const size_t n = hb_utf8_seq_len(p, e);
+	return n ? p + n : NULL;
 }
 
 #define ONES 0x0101010101010101ull

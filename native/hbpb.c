@@ -34,6 +34,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hbutf8.h"
+
 #define HB_PB_API __attribute__((visibility("default")))
 
 /* Bumped whenever a signature or the layout of the schema arrays changes. */
@@ -580,32 +582,9 @@ static int scan_string(pb_parser *P, uint32_t *off, uint32_t *raw, uint32_t *dle
 			continue;
 		}
 		/* strict UTF-8 */
-		size_t n;
-		uint8_t lo = 0x80, hi = 0xbf;
-		if (c >= 0xc2 && c <= 0xdf) {
-			n = 2;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			n = 3;
-			if (c == 0xe0)
-				lo = 0xa0;
-			else if (c == 0xed)
-				hi = 0x9f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			n = 4;
-			if (c == 0xf0)
-				lo = 0x90;
-			else if (c == 0xf4)
-				hi = 0x8f;
-		} else {
+		const size_t n = hb_utf8_seq_len(p + i, p + end);
+		if (n == 0)
 			return FAIL;
-		}
-		if (end - i < n)
-			return FAIL;
-		if (p[i + 1] < lo || p[i + 1] > hi)
-			return FAIL;
-		for (size_t k = 2; k < n; k++)
-			if (p[i + k] < 0x80 || p[i + k] > 0xbf)
-				return FAIL;
 		i += n;
 		decoded += n;
 	}

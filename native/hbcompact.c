@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hbutf8.h"
+#include "hbjson.h"
 
 #define API __attribute__((visibility("default")))
 
@@ -65,17 +65,6 @@ static inline const uint8_t *skip_ws(const uint8_t *p, const uint8_t *e)
 	while (p < e && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
 		p++;
 	return p;
-}
-
-static inline int hexval(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 // One UTF-8 sequence starting at p (first byte >= 0x80); returns its end or NULL.
@@ -128,7 +117,7 @@ scan_string(const uint8_t *p, const uint8_t *e, int *escaped)
 					return NULL;
 				int v = 0;
 				for (int i = 2; i < 6; i++) {
-					int h = hexval(p[i]);
+					int h = hb_hexval(p[i]);
 					if (h < 0)
 						return NULL;
 					v = v * 16 + h;

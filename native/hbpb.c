@@ -34,7 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hbutf8.h"
+#include "hbjson.h"
 
 #define HB_PB_API __attribute__((visibility("default")))
 
@@ -471,24 +471,13 @@ static uint32_t new_node(pb_parser *P, uint32_t field)
 	return i;
 }
 
-static int hexval(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static int read_hex4(const uint8_t *p, size_t avail, uint32_t *out)
 {
 	if (avail < 4)
 		return FAIL;
 	uint32_t v = 0;
 	for (int i = 0; i < 4; i++) {
-		int h = hexval(p[i]);
+		int h = hb_hexval(p[i]);
 		if (h < 0)
 			return FAIL;
 		v = (v << 4) | (uint32_t)h;
@@ -1215,7 +1204,7 @@ static uint32_t hex4(const uint8_t *p)
 {
 	uint32_t v = 0;
 	for (int i = 0; i < 4; i++)
-		v = (v << 4) | (uint32_t)hexval(p[i]);
+		v = (v << 4) | (uint32_t)hb_hexval(p[i]);
 	return v;
 }
 

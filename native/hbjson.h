@@ -1,10 +1,23 @@
-/* Strict UTF-8 (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF), shared by the
- * native parts that validate JSON strings as orjson does (hbpb.c, hbcompact.c). */
-#ifndef HB_UTF8_H
-#define HB_UTF8_H
+/* JSON text helpers shared by the native parts that scan JSON lines as strictly as orjson
+ * (hbpb.c, hbcompact.c): hex digits of \u escapes, strict UTF-8 (RFC 3629: no overlongs, no
+ * surrogates, nothing above U+10FFFF). */
+#ifndef HB_JSON_H
+#define HB_JSON_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* The value of a hex digit, or -1. */
+static inline int hb_hexval(uint8_t c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
 
 /* The length (2-4) of the multi-byte sequence at p (p[0] >= 0x80), which must end by e;
  * 0 if it is not valid UTF-8. */
